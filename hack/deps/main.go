@@ -1,0 +1,21 @@
+package main
+import (
+ _ "sigs.k8s.io/controller-runtime"
+ _ "sigs.k8s.io/controller-runtime/pkg/envtest"
+ _ "k8s.io/client-go/kubernetes"
+ _ "k8s.io/api/core/v1"
+ _ "k8s.io/apimachinery/pkg/apis/meta/v1"
+ _ "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+ _ "firebase.google.com/go/v4/messaging"
+ _ "github.com/sideshow/apns2"
+ _ "software.sslmate.com/src/go-pkcs12"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "golang.org/x/time/rate"
+ _ "github.com/golang-jwt/jwt/v4"
+ _ "golang.org/x/oauth2/google"
+ _ "google.golang.org/api/option"
+ _ "golang.org/x/net/http2"
+ _ "github.com/google/go-cmp/cmp"
+ _ "go.uber.org/goleak"
+)
+func main(){}
