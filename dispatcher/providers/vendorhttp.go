@@ -1,0 +1,123 @@
+package providers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TokenCache holds an access token obtained by a vendor's auth call (Huawei and
+// Honor OAuth, OPPO and vivo auth tokens): fetched once, shared by concurrent
+// sends, refreshed Margin before it expires, and dropped when the vendor says
+// it is invalid.
+type TokenCache struct {
+	// Fetch obtains a fresh token and its expiry.
+	Fetch func(ctx context.Context) (token string, expiresAt time.Time, err error)
+	// Now is the clock; nil = time.Now.
+	Now func() time.Time
+	// Margin is how long before expiry the token is refreshed.
+	Margin time.Duration
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+}
+
+// Get returns a valid token, fetching one when there is none or it is about to
+// expire. Concurrent callers wait for one fetch.
+func (c *TokenCache) Get(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	if c.token != "" && now().Add(c.Margin).Before(c.expires) {
+		return c.token, nil
+	}
+	tok, exp, err := c.Fetch(ctx)
+	if err != nil {
+		return "", err
+	}
+	c.token, c.expires = tok, exp
+	return tok, nil
+}
+
+// Invalidate forgets token if it is still the cached one, so the next Get
+// fetches a new one (a vendor answered "token expired/invalid").
+func (c *TokenCache) Invalidate(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.token == token {
+		c.token = ""
+	}
+}
+
+// Reply is a provider's HTTP answer, body read in full.
+type Reply struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// maxReply bounds how much of an answer is read.
+const maxReply = 1 << 20
+
+// Do sends req and reads the reply. A transport failure is returned as error.
+func Do(client *http.Client, req *http.Request) (*Reply, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
+	if err != nil {
+		return nil, err
+	}
+	return &Reply{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// PostForm sends an application/x-www-form-urlencoded POST.
+func PostForm(ctx context.Context, client *http.Client, url string, form url.Values, header http.Header) (*Reply, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
+	return Do(client, req)
+}
+
+// PostJSON sends v as a JSON POST.
+func PostJSON(ctx context.Context, client *http.Client, url string, v any, header http.Header) (*Reply, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	return Do(client, req)
+}
+
+// Decode unmarshals a reply body, with the status in the error.
+func (r *Reply) Decode(v any) error {
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return fmt.Errorf("HTTP %d: undecodable answer: %w", r.Status, err)
+	}
+	return nil
+}
