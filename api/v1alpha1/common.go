@@ -1,0 +1,25 @@
+package v1alpha1
+
+// Condition types and reasons shared by the kinds.
+const (
+	// ConditionReady summarises an object: True when it can be used.
+	ConditionReady = "Ready"
+
+	// LabelTenant marks objects that belong to a tenant (shard Secrets too).
+	LabelTenant = "push.imcloud.io/tenant"
+	// AnnotationFillBytes is written by the dispatcher on each shard Secret.
+	AnnotationFillBytes = "push.imcloud.io/fill-bytes"
+	// SecretTypeDeviceTokens is the type of the shard Secrets.
+	SecretTypeDeviceTokens = "push.imcloud.io/device-tokens"
+	// Finalizer guards certificates in use and tenants' shard Secrets.
+	Finalizer = "push.imcloud.io/finalizer"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
