@@ -1,0 +1,521 @@
+// Package huawei sends notifications through Huawei Push Kit (HMS), v1 API:
+// an OAuth client-credentials token from oauth-login.cloud.huawei.com, then one
+// POST /v1/{appId}/messages:send per device token (providers.md §3).
+//
+// Choices the reference leaves open:
+//   - The path carries the App ID (Huawei: "clientId = App ID for AppGallery
+//     apps"); the OAuth client_id is spec.clientID, defaulting to the App ID.
+//   - Badges need the app's launcher Activity class, which the PushCertificate
+//     spec has no field for. It is read from the optional, non-secret key
+//     "badgeClass" of the credential Secret (KeyBadgeClass); without it the
+//     badge block is left out, because Huawei ignores or rejects set_num
+//     without a class.
+//   - Every message is a notification message: data (pass-through) messages
+//     do not reach an app that is not running, which is the offline case this
+//     dispatcher serves. Message.PushType and Message.Sound are not mapped.
+package huawei
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+)
+
+// Default hosts; a certificate's endpoint replaces both.
+const (
+	DefaultAuthURL = "https://oauth-login.cloud.huawei.com"
+	DefaultPushURL = "https://push-api.cloud.huawei.com"
+)
+
+// Paths on the hosts above.
+const (
+	TokenPath = "/oauth2/v3/token"
+	// SendPath is formatted with the App ID.
+	SendPath = "/v1/%s/messages:send"
+)
+
+// KeyBadgeClass is the optional credential Secret key naming the launcher
+// Activity class that badges are set on.
+const KeyBadgeClass = "badgeClass"
+
+// MaxMessageBytes is Huawei's limit on the message body, tokens excluded.
+const MaxMessageBytes = 4096
+
+// maxTTL is Huawei's longest ttl (15 days).
+const maxTTL = 1296000 * time.Second
+
+// tokenMargin is how long before its expiry the access token is refreshed.
+const tokenMargin = 5 * time.Minute
+
+// defaultTokenLifetime is used when the OAuth answer has no expires_in.
+const defaultTokenLifetime = time.Hour
+
+// Push Kit answer codes (providers.md §3).
+const (
+	CodeSuccess        = "80000000"
+	CodePartialSuccess = "80100000"
+	CodeAllTokensBad   = "80300007"
+	CodeAuthFailed     = "80200001"
+	CodeTokenExpired   = "80200003"
+	CodeJWTExpired     = "80200005"
+)
+
+// codeOutcomes maps the documented codes other than success and partial
+// success; anything else is classified by its prefix and HTTP status.
+var codeOutcomes = map[string]providers.Outcome{
+	CodeAllTokensBad: providers.DropToken,
+	"80100001":       providers.BadMessage,
+	"80100003":       providers.BadMessage,
+	"80100004":       providers.BadMessage,
+	"80100013":       providers.BadMessage,
+	"80100016":       providers.BadMessage,
+	"80100018":       providers.BadMessage,
+	"80300008":       providers.BadMessage,
+	"80300010":       providers.BadMessage,
+	// We never ask for high priority, so this is a message problem.
+	"80300011":     providers.BadMessage,
+	"80100017":     providers.Retry,
+	CodeAuthFailed: providers.BadCredentials,
+	"80300002":     providers.BadCredentials,
+	"80300013":     providers.BadCredentials,
+	"80600003":     providers.BadCredentials,
+	"81000001":     providers.Retry,
+}
+
+type client struct {
+	http     *http.Client
+	now      func() time.Time
+	tokens   *providers.TokenCache
+	sendURL  string
+	category string
+	badge    string
+}
+
+// New returns a Huawei client for cert.
+func New(cert *config.Certificate, opts providers.Options) (providers.Client, error) {
+	if _, err := Validate(cert); err != nil {
+		return nil, fmt.Errorf("huawei certificate %q: %w", cert.Name, err)
+	}
+	hc, err := opts.HTTP(cert)
+	if err != nil {
+		return nil, fmt.Errorf("huawei certificate %q: %w", cert.Name, err)
+	}
+	spec := cert.Huawei
+	clientID := clientIDOf(spec)
+	secret := strings.TrimSpace(string(cert.Data[config.KeyClientSecret]))
+	c := &client{
+		http:    hc,
+		now:     opts.Clock(),
+		sendURL: providers.JoinURL(providers.BaseURL(cert, DefaultPushURL), fmt.Sprintf(SendPath, url.PathEscape(spec.AppID))),
+		badge:   strings.TrimSpace(string(cert.Data[KeyBadgeClass])),
+	}
+	tokenURL := providers.JoinURL(providers.BaseURL(cert, DefaultAuthURL), TokenPath)
+	c.tokens = &providers.TokenCache{
+		Now:    c.now,
+		Margin: tokenMargin,
+		Fetch: func(ctx context.Context) (string, time.Time, error) {
+			return fetchToken(ctx, hc, tokenURL, clientID, secret, c.now)
+		},
+	}
+	return c, nil
+}
+
+func clientIDOf(spec *config.HuaweiSpec) string {
+	if spec.ClientID != "" {
+		return spec.ClientID
+	}
+	return spec.AppID
+}
+
+func (c *client) Provider() config.Provider { return config.Huawei }
+
+// Send delivers m; an expired access token is refreshed and the send repeated
+// once before the answer is classified.
+func (c *client) Send(ctx context.Context, m *providers.Message) providers.Result {
+	body, err := c.request(m)
+	if err != nil {
+		return providers.Result{Outcome: providers.BadMessage, Reason: "encode", Err: err}
+	}
+	res, expired := c.send(ctx, body, m.Token)
+	if expired {
+		res, expired = c.send(ctx, body, m.Token)
+		if expired {
+			res.Outcome = providers.BadCredentials
+		}
+	}
+	return res
+}
+
+// send makes one attempt; expired reports an expired access token, which has
+// then been dropped from the cache.
+func (c *client) send(ctx context.Context, body *request, token string) (providers.Result, bool) {
+	access, err := c.tokens.Get(ctx)
+	if err != nil {
+		return authResult(err), false
+	}
+	reply, err := providers.PostJSON(ctx, c.http, c.sendURL, body, http.Header{"Authorization": {"Bearer " + access}})
+	if err != nil {
+		return providers.TransportResult(err), false
+	}
+	res := classify(reply, token, c.now())
+	if res.Reason == CodeTokenExpired || res.Reason == CodeJWTExpired {
+		c.tokens.Invalidate(access)
+		return res, true
+	}
+	return res, false
+}
+
+// answer is Push Kit's reply body; code is a string.
+type answer struct {
+	Code      string `json:"code"`
+	Msg       string `json:"msg"`
+	RequestID string `json:"requestId"`
+}
+
+// partial is the JSON inside msg of a partial-success answer.
+type partial struct {
+	Success       int      `json:"success"`
+	Failure       int      `json:"failure"`
+	IllegalTokens []string `json:"illegal_tokens"`
+}
+
+func classify(r *providers.Reply, token string, now time.Time) providers.Result {
+	retryAfter := providers.ParseRetryAfter(r.Header, now)
+	var a answer
+	if err := r.Decode(&a); err != nil || a.Code == "" {
+		res := byStatus(r.Status)
+		res.RetryAfter = retryAfter
+		if err != nil {
+			res.Err = err
+		} else {
+			res.Err = fmt.Errorf("HTTP %d without a code", r.Status)
+		}
+		return res
+	}
+	res := providers.Result{Reason: a.Code, RetryAfter: retryAfter}
+	switch a.Code {
+	case CodeSuccess:
+		res.Outcome = providers.Delivered
+		return res
+	case CodePartialSuccess:
+		var p partial
+		if err := json.Unmarshal([]byte(a.Msg), &p); err != nil {
+			res.Outcome, res.Err = providers.Retry, fmt.Errorf("partial success with undecodable msg: %w", err)
+			return res
+		}
+		switch {
+		case contains(p.IllegalTokens, token):
+			res.Outcome = providers.DropToken
+		case p.Success > 0:
+			res.Outcome = providers.Delivered
+		default:
+			res.Outcome = providers.Retry
+		}
+		return res
+	case CodeTokenExpired, CodeJWTExpired:
+		res.Outcome = providers.Retry
+		return res
+	}
+	if o, ok := codeOutcomes[a.Code]; ok {
+		res.Outcome = o
+	} else {
+		res.Outcome = byPrefix(a.Code, r.Status)
+	}
+	if res.Outcome != providers.Delivered {
+		res.Err = fmt.Errorf("huawei %s: %s", a.Code, a.Msg)
+	}
+	return res
+}
+
+// byPrefix classifies undocumented codes by their family: 801 message, 802
+// and 806 authentication, 810 server; the HTTP status decides the rest.
+func byPrefix(code string, status int) providers.Outcome {
+	switch {
+	case strings.HasPrefix(code, "801"):
+		return providers.BadMessage
+	case strings.HasPrefix(code, "802"), strings.HasPrefix(code, "806"):
+		return providers.BadCredentials
+	case strings.HasPrefix(code, "810"):
+		return providers.Retry
+	}
+	return byStatus(status).Outcome
+}
+
+// byStatus classifies an answer without a usable body.
+func byStatus(status int) providers.Result {
+	res := providers.Result{Reason: fmt.Sprint(status)}
+	switch {
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		res.Outcome = providers.BadCredentials
+	case status == http.StatusBadRequest, status == http.StatusNotFound, status == http.StatusRequestEntityTooLarge:
+		res.Outcome = providers.BadMessage
+	default:
+		res.Outcome = providers.Retry
+	}
+	return res
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// authError is a failed token request, already classified.
+type authError struct{ res providers.Result }
+
+func (e *authError) Error() string { return e.res.Err.Error() }
+func (e *authError) Unwrap() error { return e.res.Err }
+
+func authResult(err error) providers.Result {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return ae.res
+	}
+	return providers.TransportResult(err)
+}
+
+// tokenAnswer is the OAuth endpoint's answer, success or error. Huawei's
+// error is a number, so it is kept raw.
+type tokenAnswer struct {
+	AccessToken string          `json:"access_token"`
+	ExpiresIn   int64           `json:"expires_in"`
+	Error       json.RawMessage `json:"error"`
+	SubError    json.RawMessage `json:"sub_error"`
+	Description string          `json:"error_description"`
+}
+
+func fetchToken(ctx context.Context, hc *http.Client, tokenURL, clientID, secret string, now func() time.Time) (string, time.Time, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}}
+	reply, err := providers.PostForm(ctx, hc, tokenURL, form, nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	var a tokenAnswer
+	decodeErr := reply.Decode(&a)
+	if reply.Status == http.StatusOK && decodeErr == nil && a.AccessToken != "" {
+		lifetime := time.Duration(a.ExpiresIn) * time.Second
+		if lifetime <= 0 {
+			lifetime = defaultTokenLifetime
+		}
+		return a.AccessToken, now().Add(lifetime), nil
+	}
+	res := providers.Result{Outcome: providers.BadCredentials, Reason: strings.Trim(string(a.Error), `"`)}
+	if res.Reason == "" {
+		res.Reason = fmt.Sprint(reply.Status)
+	}
+	if reply.Status >= 500 || reply.Status == http.StatusTooManyRequests {
+		res.Outcome = providers.Retry
+		res.RetryAfter = providers.ParseRetryAfter(reply.Header, now())
+	}
+	if decodeErr != nil {
+		res.Err = fmt.Errorf("huawei OAuth: %w", decodeErr)
+	} else {
+		res.Err = fmt.Errorf("huawei OAuth HTTP %d: error %s (sub_error %s): %s", reply.Status, res.Reason, string(a.SubError), a.Description)
+	}
+	return "", time.Time{}, &authError{res: res}
+}
+
+// request is the send body (providers.md §3).
+type request struct {
+	ValidateOnly bool    `json:"validate_only"`
+	Message      message `json:"message"`
+}
+
+type message struct {
+	Data    string   `json:"data,omitempty"`
+	Android android  `json:"android"`
+	Token   []string `json:"token"`
+}
+
+type android struct {
+	Category     string       `json:"category,omitempty"`
+	TTL          string       `json:"ttl,omitempty"`
+	Notification notification `json:"notification"`
+}
+
+type notification struct {
+	Title       string      `json:"title"`
+	Body        string      `json:"body"`
+	ClickAction clickAction `json:"click_action"`
+	NotifyID    int32       `json:"notify_id"`
+	Tag         string      `json:"tag,omitempty"`
+	Badge       *badge      `json:"badge,omitempty"`
+}
+
+// clickAction type 3 opens the app's launcher Activity.
+type clickAction struct {
+	Type int `json:"type"`
+}
+
+type badge struct {
+	SetNum int    `json:"set_num"`
+	Class  string `json:"class"`
+}
+
+func (c *client) request(m *providers.Message) (*request, error) {
+	key := collapseKey(m)
+	msg := message{
+		Android: android{
+			Category: m.Classification.HuaweiCategory,
+			TTL:      ttl(m.Expiration, c.now()),
+			Notification: notification{
+				Title:       m.Title,
+				Body:        m.Body,
+				ClickAction: clickAction{Type: 3},
+				NotifyID:    notifyID(key),
+				Tag:         key,
+			},
+		},
+	}
+	if len(m.Data) > 0 {
+		data, err := json.Marshal(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		msg.Data = string(data)
+	}
+	if m.Badge != nil && c.badge != "" {
+		msg.Android.Notification.Badge = &badge{SetNum: min(max(*m.Badge, 0), 99), Class: c.badge}
+	}
+	req := &request{Message: msg}
+	if err := fit(req); err != nil {
+		return nil, err
+	}
+	req.Message.Token = []string{m.Token}
+	return req, nil
+}
+
+// fit shortens body, then title, until the request without its tokens is
+// within MaxMessageBytes; what cannot be made to fit is left for Huawei to
+// refuse. The whole request is measured, as the limit's exact scope is not
+// documented.
+func fit(req *request) error {
+	req.Message.Token = []string{}
+	n := &req.Message.Android.Notification
+	for _, field := range []*string{&n.Body, &n.Title} {
+		for {
+			enc, err := json.Marshal(req)
+			if err != nil {
+				return err
+			}
+			over := len(enc) - MaxMessageBytes
+			if over <= 0 {
+				return nil
+			}
+			if *field == "" {
+				break
+			}
+			*field = truncateBytes(*field, len(*field)-over)
+		}
+	}
+	return nil
+}
+
+// truncateBytes cuts s to at most n bytes on a rune boundary.
+func truncateBytes(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// ttl renders the time left until exp, within Huawei's bounds; empty means
+// Huawei's default (one day).
+func ttl(exp, now time.Time) string {
+	if exp.IsZero() {
+		return ""
+	}
+	d := min(max(exp.Sub(now), time.Second), maxTTL)
+	return fmt.Sprintf("%ds", int64(d/time.Second))
+}
+
+// collapseKey is the string notifications replace each other by: the
+// message's collapse key, or its id.
+func collapseKey(m *providers.Message) string {
+	if m.CollapseKey != "" {
+		return m.CollapseKey
+	}
+	return m.ID
+}
+
+// notifyID maps a collapse key onto 0..2147483647 with FNV-1a 32, so equal
+// keys replace each other on the device.
+func notifyID(key string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int32(h.Sum32() & 0x7fffffff)
+}
+
+// Validate checks the certificate without any network call.
+func Validate(cert *config.Certificate) (providers.CredentialInfo, error) {
+	spec := cert.Huawei
+	if spec == nil {
+		return providers.CredentialInfo{}, &providers.CredentialError{Reason: providers.ReasonInvalidCredentials, Message: "the huawei spec block is missing"}
+	}
+	if err := digits("appID", spec.AppID); err != nil {
+		return providers.CredentialInfo{}, err
+	}
+	if spec.ClientID != "" {
+		if err := digits("clientID", spec.ClientID); err != nil {
+			return providers.CredentialInfo{}, err
+		}
+	}
+	if err := providers.RequireKeys(cert.Data, config.KeyClientSecret); err != nil {
+		return providers.CredentialInfo{}, err
+	}
+	if err := printable(config.KeyClientSecret, cert.Data[config.KeyClientSecret]); err != nil {
+		return providers.CredentialInfo{}, err
+	}
+	if v, ok := cert.Data[KeyBadgeClass]; ok {
+		if err := printable(KeyBadgeClass, v); err != nil {
+			return providers.CredentialInfo{}, err
+		}
+	}
+	return providers.CredentialInfo{Subject: "client " + clientIDOf(spec) + ", app " + spec.AppID}, nil
+}
+
+// digits checks a spec id: Huawei App IDs and OAuth client ids are numeric.
+func digits(field, v string) error {
+	if v == "" {
+		return &providers.CredentialError{Reason: providers.ReasonInvalidCredentials, Message: fmt.Sprintf("spec.huawei.%s is required", field)}
+	}
+	if strings.Trim(v, "0123456789") != "" || len(v) > 32 {
+		return &providers.CredentialError{Reason: providers.ReasonInvalidCredentials, Message: fmt.Sprintf("spec.huawei.%s %q is not a numeric Huawei id", field, v)}
+	}
+	return nil
+}
+
+// printable accepts a value that is non-blank visible ASCII once surrounding
+// whitespace (a trailing newline from a file) is trimmed.
+func printable(key string, v []byte) error {
+	s := strings.TrimSpace(string(v))
+	if s == "" {
+		return providers.Invalid(key, "is blank")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return providers.Invalid(key, "holds a character that is not visible ASCII at byte %d", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,393 @@
+package huawei
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	fakehuawei "github.com/imcloud/im-push-operator/dispatcher/providers/fake/huawei"
+)
+
+// clock is a settable clock shared by the client and the fake.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var start = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+type env struct {
+	fake  *fakehuawei.Server
+	cert  *config.Certificate
+	clock *clock
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ca, err := fake.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fakehuawei.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	clk := &clock{t: start}
+	srv.SetClock(clk.Now)
+	return &env{fake: srv, cert: srv.Certificate("huawei-main"), clock: clk}
+}
+
+func (e *env) client(t *testing.T) providers.Client {
+	t.Helper()
+	c, err := New(e.cert, providers.Options{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func intp(i int) *int { return &i }
+
+func testMessage(token string) *providers.Message {
+	return &providers.Message{
+		ID:             "n-1",
+		Token:          token,
+		Title:          "Alice",
+		Body:           "hi",
+		Badge:          intp(3),
+		Data:           map[string]string{"conv": "42"},
+		CollapseKey:    "conv-42",
+		Expiration:     start.Add(time.Hour),
+		Classification: config.Classification{HuaweiCategory: "IM"},
+	}
+}
+
+func TestSendPayload(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		badgeClass string
+		want       map[string]string
+	}{
+		{
+			name: "no badge class: no badge block",
+			want: map[string]string{"category": "IM", "ttl": "3600s", "tag": "conv-42", "notify_id": "1443708484", "click_action_type": "3"},
+		},
+		{
+			name:       "badge class from the Secret",
+			badgeClass: "com.example.MainActivity\n",
+			want: map[string]string{"category": "IM", "ttl": "3600s", "tag": "conv-42", "notify_id": "1443708484", "click_action_type": "3",
+				"badge_set_num": "3", "badge_class": "com.example.MainActivity"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			if tc.badgeClass != "" {
+				e.cert.Data[KeyBadgeClass] = []byte(tc.badgeClass)
+			}
+			res := e.client(t).Send(context.Background(), testMessage("tok-aaaaaaaaaa"))
+			if res.Outcome != providers.Delivered || res.Reason != CodeSuccess {
+				t.Fatalf("Send = %v %q (%v), want Delivered 80000000", res.Outcome, res.Reason, res.Err)
+			}
+			got := e.fake.State.Received()
+			if len(got) != 1 {
+				t.Fatalf("fake received %d sends, want 1", len(got))
+			}
+			r := got[0]
+			tc.want["app_id"] = e.cert.Huawei.AppID
+			if r.Token != "tok-aaaaaaaaaa" || r.Title != "Alice" || r.Body != "hi" {
+				t.Errorf("received token/title/body %q/%q/%q", r.Token, r.Title, r.Body)
+			}
+			if diff := cmp.Diff(map[string]string{"conv": "42"}, r.Data); diff != "" {
+				t.Errorf("data (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, r.Fields); diff != "" {
+				t.Errorf("fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// roundTrip answers requests from a function, recording them.
+type roundTrip struct {
+	mu   sync.Mutex
+	reqs []recorded
+	fn   func(r *http.Request) *http.Response
+}
+
+type recorded struct {
+	method, url, contentType, auth, body string
+}
+
+func (rt *roundTrip) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	rt.mu.Lock()
+	rt.reqs = append(rt.reqs, recorded{r.Method, r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), string(body)})
+	rt.mu.Unlock()
+	return rt.fn(r), nil
+}
+
+func reply(status int, body string) *http.Response {
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// TestExactRequests pins the bytes of the token and send requests, and that a
+// certificate without endpoint goes to Huawei's real hosts.
+func TestExactRequests(t *testing.T) {
+	rt := &roundTrip{fn: func(r *http.Request) *http.Response {
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			return reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
+		}
+		return reply(200, `{"code":"80000000","msg":"Success","requestId":"r1"}`)
+	}}
+	cert := &config.Certificate{
+		Name: "hw", Provider: config.Huawei,
+		Data:   map[string][]byte{config.KeyClientSecret: []byte("s3cr&t=+\n"), KeyBadgeClass: []byte("com.example.Main")},
+		Huawei: &config.HuaweiSpec{AppID: "10001", ClientID: "20002"},
+	}
+	c, err := New(cert, providers.Options{HTTPClient: &http.Client{Transport: rt}, Now: func() time.Time { return start }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage("T0")
+	m.Title = `Al"ice`
+	m.Body = "你好"
+	if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %v %q %v", res.Outcome, res.Reason, res.Err)
+	}
+	want := []recorded{
+		{
+			method: "POST", url: "https://oauth-login.cloud.huawei.com/oauth2/v3/token",
+			contentType: "application/x-www-form-urlencoded;charset=UTF-8",
+			body:        "client_id=20002&client_secret=s3cr%26t%3D%2B&grant_type=client_credentials",
+		},
+		{
+			method: "POST", url: "https://push-api.cloud.huawei.com/v1/10001/messages:send",
+			contentType: "application/json;charset=UTF-8", auth: "Bearer AT1",
+			body: `{"validate_only":false,"message":{"data":"{\"conv\":\"42\"}","android":{"category":"IM","ttl":"3600s",` +
+				`"notification":{"title":"Al\"ice","body":"你好","click_action":{"type":3},"notify_id":1443708484,"tag":"conv-42",` +
+				`"badge":{"set_num":3,"class":"com.example.Main"}}},"token":["T0"]}}`,
+		},
+	}
+	if diff := cmp.Diff(want, rt.reqs, cmp.AllowUnexported(recorded{})); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestSendOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		answers    []fake.Answer
+		outcome    providers.Outcome
+		reason     string
+		retryAfter time.Duration
+		sends      int // sends the fake records
+	}{
+		{"all tokens invalid", []fake.Answer{{Code: "80300007"}}, providers.DropToken, "80300007", 0, 1},
+		{"partial success lists our token", []fake.Answer{{Code: "80100000"}}, providers.DropToken, "80100000", 0, 1},
+		{"bad parameters", []fake.Answer{{Code: "80100003"}}, providers.BadMessage, "80100003", 0, 1},
+		{"body too large", []fake.Answer{{Code: "80300008"}}, providers.BadMessage, "80300008", 0, 1},
+		{"undocumented 801 code", []fake.Answer{{Code: "80100099"}}, providers.BadMessage, "80100099", 0, 1},
+		{"app may not push", []fake.Answer{{Code: "80300002"}}, providers.BadCredentials, "80300002", 0, 1},
+		{"OAuth service failed", []fake.Answer{{Code: "80600003"}}, providers.BadCredentials, "80600003", 0, 1},
+		{"auth failed", []fake.Answer{{Code: "80200001"}}, providers.BadCredentials, "80200001", 0, 1},
+		{"topic tasks", []fake.Answer{{Code: "80100017"}}, providers.Retry, "80100017", 0, 1},
+		{"internal error", []fake.Answer{{Code: "81000001"}}, providers.Retry, "81000001", 0, 1},
+		{"flow control", []fake.Answer{{Code: "status:503", RetryAfter: 7 * time.Second}}, providers.Retry, "503", 7 * time.Second, 1},
+		{"bad gateway", []fake.Answer{{Code: "status:502"}}, providers.Retry, "502", 0, 1},
+		{"bare 401", []fake.Answer{{Code: "status:401"}}, providers.BadCredentials, "401", 0, 1},
+		{"connection reset", []fake.Answer{{Code: "reset"}}, providers.Retry, "transport", 0, 1},
+		{"token expired once: refreshed and resent", []fake.Answer{{Code: "80200003", Times: 1}}, providers.Delivered, "80000000", 0, 2},
+		{"JWT expired once: refreshed and resent", []fake.Answer{{Code: "80200005", Times: 1}}, providers.Delivered, "80000000", 0, 2},
+		{"token expired twice: credentials", []fake.Answer{{Code: "80200003", Times: 2}}, providers.BadCredentials, "80200003", 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			e.fake.State.Script("tok-1", tc.answers...)
+			res := e.client(t).Send(context.Background(), testMessage("tok-1"))
+			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.RetryAfter != tc.retryAfter {
+				t.Errorf("Send = %v %q retry-after %v (%v), want %v %q %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tc.outcome, tc.reason, tc.retryAfter)
+			}
+			if n := e.fake.State.Count(); n != tc.sends {
+				t.Errorf("fake recorded %d sends, want %d", n, tc.sends)
+			}
+		})
+	}
+}
+
+func TestTokenRefresh(t *testing.T) {
+	e := setup(t)
+	c := e.client(t)
+	send := func(step string) {
+		t.Helper()
+		if res := c.Send(context.Background(), testMessage("tok-1")); res.Outcome != providers.Delivered {
+			t.Fatalf("%s: Send = %v %q (%v)", step, res.Outcome, res.Reason, res.Err)
+		}
+	}
+	send("first")
+	send("cached")
+	if n := e.fake.TokensIssued(); n != 1 {
+		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
+	}
+	// Within the refresh margin of expiry: refreshed before sending.
+	e.clock.Advance(fakehuawei.TokenLifetime - tokenMargin + time.Second)
+	send("near expiry")
+	if n := e.fake.TokensIssued(); n != 2 {
+		t.Fatalf("near expiry %d tokens issued, want 2", n)
+	}
+	// The fake's clock alone moves past expiry: the send is answered
+	// 80200003, and the client refreshes and resends.
+	e.fake.SetClock(func() time.Time { return e.clock.Now().Add(2 * time.Hour) })
+	send("expired at Huawei")
+	if n := e.fake.TokensIssued(); n != 3 {
+		t.Fatalf("after 80200003 %d tokens issued, want 3", n)
+	}
+	// The send refused with 80200003 failed authentication and is not recorded.
+	if got := e.fake.State.Count(); got != 4 {
+		t.Errorf("fake recorded %d sends, want 4", got)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	e := setup(t)
+	e.cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
+	res := e.client(t).Send(context.Background(), testMessage("tok-1"))
+	if res.Outcome != providers.BadCredentials || res.Reason != "1101" {
+		t.Errorf("Send = %v %q (%v), want BadCredentials 1101", res.Outcome, res.Reason, res.Err)
+	}
+	if e.fake.State.Count() != 0 {
+		t.Error("a send got through without a token")
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	e := setup(t)
+	m := testMessage("tok-1")
+	m.Body = strings.Repeat("消息", 2000) // 12000 bytes
+	if res := e.client(t).Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %v %q (%v)", res.Outcome, res.Reason, res.Err)
+	}
+	r := e.fake.State.Received()[0]
+	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < 3500 || r.Title != "Alice" {
+		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix near 4096 bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title)
+	}
+}
+
+func TestClassifyPartial(t *testing.T) {
+	for _, tc := range []struct {
+		msg     string
+		outcome providers.Outcome
+	}{
+		{`{"success":1,"failure":1,"illegal_tokens":["other"]}`, providers.Delivered},
+		{`{"success":0,"failure":1,"illegal_tokens":["mine"]}`, providers.DropToken},
+		{`{"success":0,"failure":1,"illegal_tokens":[]}`, providers.Retry},
+	} {
+		body := `{"code":"80100000","msg":` + strings.ReplaceAll(`"`+strings.ReplaceAll(tc.msg, `"`, `\"`)+`"`, "\n", "") + `}`
+		res := classify(&providers.Reply{Status: 200, Header: http.Header{}, Body: []byte(body)}, "mine", start)
+		if res.Outcome != tc.outcome || res.Reason != CodePartialSuccess {
+			t.Errorf("msg %s: %v %q, want %v", tc.msg, res.Outcome, res.Reason, tc.outcome)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() *config.Certificate {
+		return &config.Certificate{
+			Name: "hw", Provider: config.Huawei,
+			Data:   map[string][]byte{config.KeyClientSecret: []byte("0123abcd\n")},
+			Huawei: &config.HuaweiSpec{AppID: "10001"},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *config.Certificate)
+		reason string
+		key    string
+	}{
+		{"good", func(*config.Certificate) {}, "", ""},
+		{"good with client id and badge class", func(c *config.Certificate) {
+			c.Huawei.ClientID = "20002"
+			c.Data[KeyBadgeClass] = []byte("com.example.Main")
+		}, "", ""},
+		{"no spec", func(c *config.Certificate) { c.Huawei = nil }, providers.ReasonInvalidCredentials, ""},
+		{"no app id", func(c *config.Certificate) { c.Huawei.AppID = "" }, providers.ReasonInvalidCredentials, ""},
+		{"app id not numeric", func(c *config.Certificate) { c.Huawei.AppID = "com.example" }, providers.ReasonInvalidCredentials, ""},
+		{"client id not numeric", func(c *config.Certificate) { c.Huawei.ClientID = "abc" }, providers.ReasonInvalidCredentials, ""},
+		{"no secret", func(c *config.Certificate) { delete(c.Data, config.KeyClientSecret) }, providers.ReasonKeyMissing, config.KeyClientSecret},
+		{"blank secret", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte(" \n") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
+		{"secret with a space", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("ab cd") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
+		{"blank badge class", func(c *config.Certificate) { c.Data[KeyBadgeClass] = []byte("") }, providers.ReasonInvalidCredentials, KeyBadgeClass},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := good()
+			tc.mutate(cert)
+			info, err := Validate(cert)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				if !strings.Contains(info.Subject, cert.Huawei.AppID) {
+					t.Errorf("subject %q does not name the app", info.Subject)
+				}
+				if _, err := New(cert, providers.Options{}); err != nil {
+					t.Errorf("New: %v", err)
+				}
+				return
+			}
+			var ce *providers.CredentialError
+			if !errors.As(err, &ce) || ce.Reason != tc.reason || ce.Key != tc.key {
+				t.Fatalf("Validate = %v, want CredentialError %s key %q", err, tc.reason, tc.key)
+			}
+			if _, err := New(cert, providers.Options{}); err == nil {
+				t.Error("New accepted an invalid certificate")
+			}
+		})
+	}
+}
+
+func TestNotifyIDAndTTL(t *testing.T) {
+	// FNV-1a 32 of "conv-42" is 0x560d3e44, computed outside Go:
+	// python3 -c "from functools import reduce; h = reduce(lambda h, b: ((h ^ b) * 0x01000193) & 0xffffffff, b'conv-42', 0x811c9dc5); print(hex(h), h & 0x7fffffff)"
+	if got := notifyID("conv-42"); got != 1443708484 {
+		t.Errorf("notifyID(conv-42) = %d", got)
+	}
+	if got := collapseKey(&providers.Message{ID: "n-9"}); got != "n-9" {
+		t.Errorf("collapseKey without CollapseKey = %q, want the id", got)
+	}
+	for _, tc := range []struct {
+		exp  time.Time
+		want string
+	}{
+		{time.Time{}, ""},
+		{start.Add(-time.Minute), "1s"},
+		{start.Add(90 * time.Second), "90s"},
+		{start.Add(30 * 24 * time.Hour), "1296000s"},
+	} {
+		if got := ttl(tc.exp, start); got != tc.want {
+			t.Errorf("ttl(%v) = %q, want %q", tc.exp, got, tc.want)
+		}
+	}
+}
