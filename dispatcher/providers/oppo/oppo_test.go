@@ -1,0 +1,451 @@
+package oppo_test
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	fakeoppo "github.com/imcloud/im-push-operator/dispatcher/providers/fake/oppo"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/oppo"
+)
+
+// Known answer computed outside Go:
+//
+//	printf '%s' 'appkey1700000000000secret' | sha256sum
+const signKAT = "2e40dd50a55be3227d415931c7db4aede3b6d25cd61d8761b732d90d2ad0eb4b"
+
+func TestSignKnownAnswer(t *testing.T) {
+	if got := oppo.Sign("appkey", 1700000000000, "secret"); got != signKAT {
+		t.Fatalf("Sign = %s, want %s", got, signKAT)
+	}
+}
+
+// start is 23:04:05 in Beijing, so the next quota reset is 55 minutes away.
+var start = time.Date(2025, 3, 10, 15, 4, 5, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type env struct {
+	srv    *fakeoppo.Server
+	cert   *config.Certificate
+	clock  *clock
+	client providers.Client
+}
+
+// setup starts a fake and a client sharing one injected clock; the client
+// trusts the fake through the certificate's caBundle, as in production.
+func setup(t *testing.T) *env {
+	t.Helper()
+	ca, err := fake.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fakeoppo.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	clk := &clock{t: start}
+	srv.SetClock(clk.Now)
+	cert := srv.Certificate("oppo-test")
+	c, err := oppo.New(cert, providers.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, cert: cert, clock: clk, client: c}
+}
+
+func msg(token string) *providers.Message {
+	return &providers.Message{
+		ID:             "n-1",
+		Token:          token,
+		Title:          "Alice",
+		Body:           "hi",
+		Classification: config.Classification{OPPOCategory: "IM", OPPONotifyLevel: 2},
+	}
+}
+
+func fnv32(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return strconv.FormatUint(uint64(h.Sum32()&0x7fffffff), 10)
+}
+
+func TestSendPayload(t *testing.T) {
+	e := setup(t)
+	m := &providers.Message{
+		ID:          "n-1",
+		Token:       "CN_token-a",
+		Title:       strings.Repeat("标", 60),
+		Body:        strings.Repeat("b", 70),
+		Data:        map[string]string{"conv": "42", "from": "alice"},
+		CollapseKey: "conv-42",
+		Expiration:  start.Add(2 * time.Hour),
+		Classification: config.Classification{
+			OPPOCategory: "IM", OPPONotifyLevel: 2,
+		},
+	}
+	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %+v, want Delivered", res)
+	}
+	got := e.srv.State.Received()
+	want := []fake.Received{{
+		Provider: "OPPO",
+		Token:    "CN_token-a",
+		Title:    strings.Repeat("标", 50),
+		Body:     strings.Repeat("b", 50),
+		Data:     map[string]string{"conv": "42", "from": "alice"},
+		Fields: map[string]string{
+			"app_key":           string(e.cert.Data[config.KeyAppKey]),
+			"channel_id":        "im",
+			"category":          "IM",
+			"notify_level":      "2",
+			"notify_id":         fnv32("conv-42"),
+			"click_action_type": "0",
+			"off_line":          "true",
+			"off_line_ttl":      "7200",
+		},
+	}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(fake.Received{}, "At")); diff != "" {
+		t.Fatalf("received (-want +got):\n%s", diff)
+	}
+}
+
+func TestSendDefaults(t *testing.T) {
+	e := setup(t)
+	m := msg("tok-plain")
+	m.Classification = config.Classification{OPPONotifyLevel: 2} // level without category is not sent
+	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %+v, want Delivered", res)
+	}
+	r := e.srv.State.Received()[0]
+	for k, want := range map[string]string{
+		"notify_id":    fnv32("n-1"),
+		"off_line_ttl": "86400",
+		"category":     "",
+		"notify_level": "0",
+	} {
+		if r.Fields[k] != want {
+			t.Errorf("%s = %q, want %q", k, r.Fields[k], want)
+		}
+	}
+	if r.Data != nil {
+		t.Errorf("data = %v, want none", r.Data)
+	}
+}
+
+func TestLocalRejects(t *testing.T) {
+	big := map[string]string{"x": strings.Repeat("y", 4000)}
+	for name, m := range map[string]*providers.Message{
+		"no title":   {ID: "n", Token: "t", Body: "b"},
+		"no body":    {ID: "n", Token: "t", Title: "a"},
+		"large data": {ID: "n", Token: "t", Title: "a", Body: "b", Data: big},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := setup(t)
+			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage {
+				t.Fatalf("Send = %+v, want BadMessage", res)
+			}
+			if n := e.srv.State.Count(); n != 0 {
+				t.Fatalf("fake received %d sends, want 0", n)
+			}
+		})
+	}
+}
+
+func TestAnswerOutcomes(t *testing.T) {
+	tests := []struct {
+		answer     fake.Answer
+		outcome    providers.Outcome
+		reason     string
+		retryAfter time.Duration
+		resumeAt   time.Time
+	}{
+		{fake.Answer{Code: "10000"}, providers.DropToken, "10000", 0, time.Time{}},
+		{fake.Answer{Code: "33"}, providers.QuotaExceeded, "33", 0, time.Date(2025, 3, 11, 0, 0, 0, 0, providers.Beijing)},
+		{fake.Answer{Code: "-1"}, providers.Retry, "-1", 0, time.Time{}},
+		{fake.Answer{Code: "-2", RetryAfter: 7 * time.Second}, providers.Retry, "-2", 7 * time.Second, time.Time{}},
+		{fake.Answer{Code: "13"}, providers.Retry, "13", 0, time.Time{}},
+		{fake.Answer{Code: "55"}, providers.Retry, "55", 0, time.Time{}},
+		{fake.Answer{Code: "14"}, providers.BadCredentials, "14", 0, time.Time{}},
+		{fake.Answer{Code: "16"}, providers.BadCredentials, "16", 0, time.Time{}},
+		{fake.Answer{Code: "19"}, providers.BadCredentials, "19", 0, time.Time{}},
+		{fake.Answer{Code: "26"}, providers.BadCredentials, "26", 0, time.Time{}},
+		{fake.Answer{Code: "28"}, providers.BadCredentials, "28", 0, time.Time{}},
+		{fake.Answer{Code: "30"}, providers.BadCredentials, "30", 0, time.Time{}},
+		{fake.Answer{Code: "59"}, providers.BadCredentials, "59", 0, time.Time{}},
+		{fake.Answer{Code: "40"}, providers.BadMessage, "40", 0, time.Time{}},
+		{fake.Answer{Code: "41"}, providers.BadMessage, "41", 0, time.Time{}},
+		{fake.Answer{Code: "51"}, providers.BadMessage, "51", 0, time.Time{}},
+		{fake.Answer{Code: "67"}, providers.BadMessage, "67", 0, time.Time{}},
+		{fake.Answer{Code: "12345"}, providers.BadMessage, "12345", 0, time.Time{}},
+		{fake.Answer{Code: "status:503", RetryAfter: 3 * time.Second}, providers.Retry, "HTTP 503", 3 * time.Second, time.Time{}},
+		{fake.Answer{Code: "status:502"}, providers.Retry, "HTTP 502", 0, time.Time{}},
+		{fake.Answer{Code: "status:403"}, providers.BadCredentials, "HTTP 403", 0, time.Time{}},
+		{fake.Answer{Code: "status:404"}, providers.BadMessage, "HTTP 404", 0, time.Time{}},
+		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.answer.Code, func(t *testing.T) {
+			e := setup(t)
+			e.srv.State.Script("tok", tt.answer)
+			res := e.client.Send(context.Background(), msg("tok"))
+			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.RetryAfter != tt.retryAfter {
+				t.Fatalf("Send = %v %q retryAfter %v, want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, tt.outcome, tt.reason, tt.retryAfter)
+			}
+			if !res.ResumeAt.Equal(tt.resumeAt) {
+				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.resumeAt)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	e := setup(t)
+	e.srv.State.Script("tok", fake.Answer{Delay: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if res := e.client.Send(ctx, msg("tok")); res.Outcome != providers.Retry || res.Reason != "timeout" {
+		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
+	}
+}
+
+func TestRejectedTokenRefreshedOnce(t *testing.T) {
+	tests := []struct {
+		name      string
+		prepare   func(e *env)
+		outcome   providers.Outcome
+		reason    string
+		auths     int
+		answereds []string
+	}{
+		{
+			name:      "invalid auth_token",
+			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 1}) },
+			outcome:   providers.Delivered,
+			auths:     2,
+			answereds: []string{"", "11", ""},
+		},
+		{
+			name:      "missing auth_token",
+			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "29", Times: 1}) },
+			outcome:   providers.Delivered,
+			auths:     2,
+			answereds: []string{"", "29", ""},
+		},
+		{
+			name:      "token revoked at the fake",
+			prepare:   func(e *env) { e.srv.RevokeTokens() },
+			outcome:   providers.Delivered,
+			auths:     2,
+			answereds: []string{"", ""},
+		},
+		{
+			name:      "rejected twice",
+			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 2}) },
+			outcome:   providers.Retry,
+			reason:    "11",
+			auths:     2,
+			answereds: []string{"", "11", "11"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t)
+			if res := e.client.Send(context.Background(), msg("tok")); res.Outcome != providers.Delivered {
+				t.Fatalf("first Send = %+v", res)
+			}
+			tt.prepare(e)
+			res := e.client.Send(context.Background(), msg("tok"))
+			if res.Outcome != tt.outcome || res.Reason != tt.reason {
+				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.outcome, tt.reason)
+			}
+			if got := e.srv.Auths(); got != tt.auths {
+				t.Errorf("auth calls = %d, want %d", got, tt.auths)
+			}
+			var answered []string
+			for _, r := range e.srv.State.Received() {
+				answered = append(answered, r.Answered)
+			}
+			if diff := cmp.Diff(tt.answereds, answered); diff != "" {
+				t.Errorf("answers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTokenRefreshedHourly(t *testing.T) {
+	e := setup(t)
+	for _, step := range []struct {
+		advance time.Duration
+		auths   int
+	}{{0, 1}, {30 * time.Minute, 1}, {29 * time.Minute, 1}, {2 * time.Minute, 2}, {59 * time.Minute, 2}, {2 * time.Minute, 3}} {
+		e.clock.Add(step.advance)
+		if res := e.client.Send(context.Background(), msg("tok")); res.Outcome != providers.Delivered {
+			t.Fatalf("Send = %+v", res)
+		}
+		if got := e.srv.Auths(); got != step.auths {
+			t.Fatalf("after %v: auth calls = %d, want %d", e.clock.Now().Sub(start), got, step.auths)
+		}
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(e *env) *config.Certificate
+		skew   time.Duration
+		reason string
+	}{
+		{"wrong master secret", func(e *env) *config.Certificate {
+			c := *e.cert
+			c.Data = map[string][]byte{config.KeyAppKey: e.cert.Data[config.KeyAppKey], config.KeyMasterSecret: []byte("not-the-secret")}
+			return &c
+		}, 0, "16"},
+		{"unknown app key", func(e *env) *config.Certificate {
+			c := *e.cert
+			c.Data = map[string][]byte{config.KeyAppKey: []byte("someone-else"), config.KeyMasterSecret: e.cert.Data[config.KeyMasterSecret]}
+			return &c
+		}, 0, "14"},
+		{"clock 11 minutes ahead", func(e *env) *config.Certificate { return e.cert }, 11 * time.Minute, "19"},
+		{"clock 11 minutes behind", func(e *env) *config.Certificate { return e.cert }, -11 * time.Minute, "19"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t)
+			c, err := oppo.New(tt.mutate(e), providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := c.Send(context.Background(), msg("tok"))
+			if res.Outcome != providers.BadCredentials || res.Reason != tt.reason {
+				t.Fatalf("Send = %v %q, want BadCredentials %q", res.Outcome, res.Reason, tt.reason)
+			}
+			if n := e.srv.State.Count(); n != 0 {
+				t.Fatalf("fake received %d sends, want 0", n)
+			}
+		})
+	}
+}
+
+// redirect sends every request to the fake and records which host it was
+// meant for.
+type redirect struct {
+	to    *url.URL
+	next  http.RoundTripper
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (r *redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.hosts = append(r.hosts, req.URL.Host+req.URL.Path)
+	r.mu.Unlock()
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = r.to.Scheme, r.to.Host, ""
+	return r.next.RoundTrip(out)
+}
+
+func TestRegionHosts(t *testing.T) {
+	tests := []struct {
+		token string
+		host  string
+	}{
+		{"plainregid", "api.push.oppomobile.com"},
+		{"CN_abc", "api.push.oppomobile.com"},
+		{"OPPO_CN_abc", "api.push.oppomobile.com"},
+		{"SG_abc", "api-intl.push.oppomobile.com"},
+		{"OPPO_EU_abc", "api-intl.push.oppomobile.com"},
+		{"a_b_c_d", "api-intl.push.oppomobile.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.token, func(t *testing.T) {
+			e := setup(t)
+			to, _ := url.Parse(e.srv.URL)
+			rt := &redirect{to: to, next: e.srv.Client().Transport}
+			cert := *e.cert
+			cert.Endpoint = ""
+			c, err := oppo.New(&cert, providers.Options{HTTPClient: &http.Client{Transport: rt}, Now: e.clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := c.Send(context.Background(), msg(tt.token)); res.Outcome != providers.Delivered {
+				t.Fatalf("Send = %+v", res)
+			}
+			want := []string{tt.host + oppo.AuthPath, tt.host + oppo.SendPath}
+			if diff := cmp.Diff(want, rt.hosts); diff != "" {
+				t.Fatalf("requests (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() map[string][]byte {
+		return map[string][]byte{config.KeyAppKey: []byte("ak123"), config.KeyMasterSecret: []byte("ms456")}
+	}
+	tests := []struct {
+		name   string
+		edit   func(d map[string][]byte)
+		reason string
+		key    string
+	}{
+		{"good", func(map[string][]byte) {}, "", ""},
+		{"no appKey", func(d map[string][]byte) { delete(d, config.KeyAppKey) }, providers.ReasonKeyMissing, config.KeyAppKey},
+		{"empty masterSecret", func(d map[string][]byte) { d[config.KeyMasterSecret] = nil }, providers.ReasonKeyMissing, config.KeyMasterSecret},
+		{"masterSecret with newline", func(d map[string][]byte) { d[config.KeyMasterSecret] = []byte("ms456\n") }, providers.ReasonInvalidCredentials, config.KeyMasterSecret},
+		{"appKey with space", func(d map[string][]byte) { d[config.KeyAppKey] = []byte("ak 123") }, providers.ReasonInvalidCredentials, config.KeyAppKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := good()
+			tt.edit(data)
+			cert := &config.Certificate{Name: "c", Provider: config.OPPO, Data: data}
+			info, err := oppo.Validate(cert)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v", err)
+				}
+				if info.Subject != "appKey ak123" {
+					t.Fatalf("Subject = %q", info.Subject)
+				}
+				return
+			}
+			var ce *providers.CredentialError
+			if !errors.As(err, &ce) || ce.Reason != tt.reason || ce.Key != tt.key {
+				t.Fatalf("Validate = %v, want %s on %q", err, tt.reason, tt.key)
+			}
+			if _, err := oppo.New(cert, providers.Options{}); err == nil {
+				t.Fatal("New accepted an invalid certificate")
+			}
+		})
+	}
+}
