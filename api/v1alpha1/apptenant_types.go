@@ -123,7 +123,7 @@ const (
 	ReasonShardConflict          = "ShardConflict"
 	ReasonDeploymentPending      = "DeploymentPending"
 	ReasonReplicasUnavailable    = "ReplicasUnavailable"
-	ReasonMinimumReplicas        = "MinimumReplicasAvailable"
+	ReasonReplicasAvailable      = "ReplicasAvailable"
 	ReasonOwnedObjectConflict    = "OwnedObjectConflict"
 	ReasonWaitingForDependencies = "WaitingForDependencies"
 )

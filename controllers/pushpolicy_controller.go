@@ -1,0 +1,65 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	pushv1 "github.com/imcloud/im-push-operator/api/v1alpha1"
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+)
+
+// PolicyValidateFunc checks what the schema cannot: templates parse and
+// render, the time zone exists (the dispatcher's policy.ValidatePolicy).
+type PolicyValidateFunc func(*config.Policy) error
+
+// PushPolicyReconciler validates policies.
+type PushPolicyReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	Validate PolicyValidateFunc
+	Now      func() time.Time
+}
+
+// +kubebuilder:rbac:groups=push.imcloud.io,resources=pushpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=push.imcloud.io,resources=pushpolicies/status,verbs=get;update;patch
+
+// Reconcile validates one PushPolicy.
+func (r *PushPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pp := &pushv1.PushPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	old := pp.Status.DeepCopy()
+	status := pp.Status.DeepCopy()
+	status.ObservedGeneration = pp.Generation
+	conds := conditions{list: &status.Conditions, generation: pp.Generation, now: r.Now()}
+	rendered := PolicyConfig(&pp.Spec)
+	if err := r.Validate(&rendered); err != nil {
+		msg := err.Error()
+		if conditionReason(pp.Status.Conditions, pushv1.ConditionReady) != pushv1.ReasonInvalidPolicy {
+			r.Recorder.Eventf(pp, nil, corev1.EventTypeWarning, pushv1.ReasonInvalidPolicy, "Validate", "%s", msg)
+		}
+		conds.set(pushv1.ConditionReady, metav1.ConditionFalse, pushv1.ReasonInvalidPolicy, msg)
+	} else {
+		conds.set(pushv1.ConditionReady, metav1.ConditionTrue, pushv1.ReasonPolicyValid, "policy is valid")
+	}
+	if err := applyStatus(ctx, r.Client, pp, old, status); err != nil {
+		return ctrl.Result{}, fmt.Errorf("writing status of PushPolicy %s: %w", req.NamespacedName, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller.
+func (r *PushPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(&pushv1.PushPolicy{}).Named("pushpolicy").Complete(r)
+}
