@@ -1,0 +1,347 @@
+// Package apns sends notifications through Apple Push Notification service
+// with github.com/sideshow/apns2, authenticated by a .p8 signing key (token
+// auth) or a TLS client certificate (.p12 or PEM pair), and maps APNs reasons
+// onto provider outcomes as providers.md §2 tabulates.
+package apns
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v4"
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/payload"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+)
+
+const (
+	environmentProduction  = "Production"
+	environmentDevelopment = "Development"
+
+	// APNs answers PayloadTooLarge above these sizes.
+	maxPayload     = 4096
+	maxVoIPPayload = 5120
+	// maxCollapseID is the apns-collapse-id limit in bytes.
+	maxCollapseID = 64
+
+	pushTypeAlert      = "alert"
+	pushTypeBackground = "background"
+	pushTypeVoIP       = "voip"
+)
+
+// canonicalUUID is the only form APNs accepts in apns-id.
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Client sends to APNs with one credential. It keeps its HTTP/2 connection
+// open across sends, as Apple asks.
+type Client struct {
+	apns *apns2.Client
+	cred *credential
+	now  func() time.Time
+}
+
+// New builds a client from an APNs certificate. The host is the production or
+// sandbox gateway by spec.environment, unless the certificate sets endpoint.
+func New(cert *config.Certificate, opts providers.Options) (providers.Client, error) {
+	cred, err := load(cert)
+	if err != nil {
+		return nil, fmt.Errorf("apns certificate %q: %w", cert.Name, err)
+	}
+	hc, err := httpClient(cert, cred, opts)
+	if err != nil {
+		return nil, fmt.Errorf("apns certificate %q: %w", cert.Name, err)
+	}
+	host := apns2.HostProduction
+	if cred.spec.Environment == environmentDevelopment {
+		host = apns2.HostDevelopment
+	}
+	c := &Client{cred: cred, now: opts.Clock()}
+	c.apns = &apns2.Client{Host: providers.BaseURL(cert, host), HTTPClient: hc}
+	if cred.authKey != nil {
+		c.apns.Token = &token.Token{AuthKey: cred.authKey, KeyID: cred.spec.KeyID, TeamID: cred.spec.TeamID}
+	} else {
+		c.apns.Certificate = *cred.client
+	}
+	return c, nil
+}
+
+// httpClient returns an HTTP/2 client trusting the CABundle, carrying the
+// client certificate for certificate auth, and wrapped so Send can read the
+// answer's headers (apns2 drops them, and Retry-After lives there).
+func httpClient(cert *config.Certificate, cred *credential, opts providers.Options) (*http.Client, error) {
+	var base *http.Client
+	switch {
+	case opts.HTTPClient != nil:
+		base = opts.HTTPClient
+	case cred.client != nil:
+		tlsConfig, err := providers.TLSConfig(cert.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig.Certificates = []tls.Certificate{*cred.client}
+		base = &http.Client{Transport: &http2.Transport{TLSClientConfig: tlsConfig, ReadIdleTimeout: apns2.ReadIdleTimeout}}
+	default:
+		var err error
+		if base, err = providers.NewHTTPClient(cert.CABundle); err != nil {
+			return nil, err
+		}
+	}
+	rt := base.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	wrapped := *base
+	wrapped.Transport = headerCapture{base: rt}
+	return &wrapped, nil
+}
+
+// headerKey carries a *http.Header into the round trip to receive the answer's headers.
+type headerKey struct{}
+
+type headerCapture struct{ base http.RoundTripper }
+
+func (h headerCapture) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(r)
+	if err == nil {
+		if dst, ok := r.Context().Value(headerKey{}).(*http.Header); ok {
+			*dst = resp.Header
+		}
+	}
+	return resp, err
+}
+
+// CloseIdleConnections is required by apns2.Client.CloseIdleConnections.
+func (h headerCapture) CloseIdleConnections() {
+	if c, ok := h.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Provider implements providers.Client.
+func (c *Client) Provider() config.Provider { return config.APNs }
+
+// Send pushes one notification. An ExpiredProviderToken answer re-signs the
+// JWT and tries once more before the answer is classified.
+func (c *Client) Send(ctx context.Context, m *providers.Message) providers.Result {
+	n := c.notification(m)
+	res := c.push(ctx, n, false)
+	if res.Reason == apns2.ReasonExpiredProviderToken && c.apns.Token != nil {
+		res = c.push(ctx, n, true)
+	}
+	return res
+}
+
+func (c *Client) push(ctx context.Context, n *apns2.Notification, resign bool) providers.Result {
+	if c.apns.Token != nil {
+		if err := c.sign(resign); err != nil {
+			return providers.Result{Outcome: providers.BadCredentials, Reason: "JWTSigning", Err: err}
+		}
+	}
+	var header http.Header
+	resp, err := c.apns.PushWithContext(context.WithValue(ctx, headerKey{}, &header), n)
+	if err != nil {
+		return providers.TransportResult(err)
+	}
+	res := classify(resp, header, c.now())
+	if res.Reason == apns2.ReasonShutdown {
+		// The server is going away: let the next send open a new connection.
+		c.apns.CloseIdleConnections()
+	}
+	return res
+}
+
+// sign makes sure the provider token was signed less than
+// token.TokenTimeout ago by the injected clock, or re-signs it (always when
+// force). apns2 signs with time.Now itself; signing here keeps the client's
+// clock authoritative, and apns2's GenerateIfExpired then finds the token
+// fresh. The claims are the ones apns2 and Apple use.
+func (c *Client) sign(force bool) error {
+	t := c.apns.Token
+	t.Lock()
+	defer t.Unlock()
+	now := c.now().Unix()
+	if !force && t.Bearer != "" && now >= t.IssuedAt && now < t.IssuedAt+token.TokenTimeout {
+		return nil
+	}
+	jt := &jwt.Token{
+		Header: map[string]any{"alg": "ES256", "kid": t.KeyID},
+		Claims: jwt.MapClaims{"iss": t.TeamID, "iat": now},
+		Method: jwt.SigningMethodES256,
+	}
+	bearer, err := jt.SignedString(t.AuthKey)
+	if err != nil {
+		return fmt.Errorf("apns: signing provider token: %w", err)
+	}
+	t.IssuedAt, t.Bearer = now, bearer
+	return nil
+}
+
+func (c *Client) notification(m *providers.Message) *apns2.Notification {
+	pushType := m.PushType
+	if pushType == "" {
+		pushType = pushTypeAlert
+	}
+	n := &apns2.Notification{
+		DeviceToken: m.Token,
+		Topic:       c.cred.topic,
+		PushType:    apns2.EPushType(pushType),
+		Priority:    apns2.PriorityHigh,
+		CollapseID:  collapseID(m),
+		Expiration:  m.Expiration,
+	}
+	if canonicalUUID.MatchString(m.ID) {
+		n.ApnsID = strings.ToLower(m.ID)
+	}
+	limit := maxPayload
+	switch pushType {
+	case pushTypeBackground:
+		n.Priority = apns2.PriorityLow
+	case pushTypeVoIP:
+		n.Topic += ".voip"
+		limit = maxVoIPPayload
+	}
+	n.Payload = fitPayload(m, pushType, limit)
+	return n
+}
+
+// collapseID is the message's collapse key (or id) when it fits the 64-byte
+// limit, else its SHA-256 in hex (64 bytes): deterministic, and two long keys
+// sharing a prefix do not collapse into each other.
+func collapseID(m *providers.Message) string {
+	key := m.CollapseKey
+	if key == "" {
+		key = m.ID
+	}
+	if len(key) <= maxCollapseID {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// fitPayload builds the payload, shortening the body (then the title) on a
+// rune boundary until the JSON fits limit bytes.
+func fitPayload(m *providers.Message, pushType string, limit int) *payload.Payload {
+	title, body := m.Title, m.Body
+	for {
+		p := buildPayload(m, pushType, title, body)
+		raw, err := json.Marshal(p)
+		over := len(raw) - limit
+		switch {
+		case err != nil || over <= 0:
+			return p
+		case body != "":
+			body = truncate(body, len(body)-over-len(ellipsis))
+		case title != "":
+			title = truncate(title, len(title)-over-len(ellipsis))
+		default:
+			// Custom data alone is too large; APNs says PayloadTooLarge.
+			return p
+		}
+	}
+}
+
+func buildPayload(m *providers.Message, pushType, title, body string) *payload.Payload {
+	p := payload.NewPayload()
+	if pushType == pushTypeBackground {
+		p.ContentAvailable()
+	} else {
+		if title != "" {
+			p.AlertTitle(title)
+		}
+		if body != "" {
+			p.AlertBody(body)
+		}
+		if m.Badge != nil {
+			p.Badge(*m.Badge)
+		}
+		if m.Sound != "" {
+			p.Sound(m.Sound)
+		}
+	}
+	if m.ThreadID != "" {
+		p.ThreadID(m.ThreadID)
+	}
+	for k, v := range m.Data {
+		if k != "aps" {
+			p.Custom(k, v)
+		}
+	}
+	return p
+}
+
+const ellipsis = "…"
+
+// truncate cuts s to at most n bytes on a rune boundary and marks the cut;
+// n <= 0 empties s.
+func truncate(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + ellipsis
+}
+
+// classify maps an APNs answer onto an outcome (providers.md §2).
+func classify(resp *apns2.Response, header http.Header, now time.Time) providers.Result {
+	if resp.Sent() {
+		return providers.Result{Outcome: providers.Delivered}
+	}
+	r := providers.Result{Reason: resp.Reason}
+	if r.Reason == "" {
+		r.Reason = fmt.Sprintf("HTTP %d", resp.StatusCode)
+	}
+	switch resp.Reason {
+	case apns2.ReasonUnregistered, apns2.ReasonExpiredToken:
+		r.Outcome = providers.DropToken
+		r.InvalidSince = resp.Timestamp.Time
+	case apns2.ReasonBadDeviceToken, apns2.ReasonDeviceTokenNotForTopic, apns2.ReasonMissingDeviceToken:
+		r.Outcome = providers.DropToken
+	case apns2.ReasonBadTopic, apns2.ReasonMissingTopic, apns2.ReasonTopicDisallowed,
+		apns2.ReasonInvalidProviderToken, apns2.ReasonMissingProviderToken, apns2.ReasonBadCertificate,
+		apns2.ReasonBadCertificateEnvironment, apns2.ReasonForbidden, apns2.ReasonTooManyProviderTokenUpdates:
+		r.Outcome = providers.BadCredentials
+	case apns2.ReasonBadCollapseID, apns2.ReasonBadExpirationDate, apns2.ReasonBadPriority,
+		apns2.ReasonPayloadEmpty, apns2.ReasonInvalidPushType, apns2.ReasonBadMessageID,
+		apns2.ReasonDuplicateHeaders, apns2.ReasonBadPath, apns2.ReasonMethodNotAllowed, apns2.ReasonPayloadTooLarge:
+		r.Outcome = providers.BadMessage
+	case apns2.ReasonExpiredProviderToken, apns2.ReasonTooManyRequests, apns2.ReasonIdleTimeout,
+		apns2.ReasonInternalServerError, apns2.ReasonServiceUnavailable, apns2.ReasonShutdown:
+		r.Outcome = providers.Retry
+	default:
+		r.Outcome = byStatus(resp.StatusCode)
+	}
+	if r.Outcome == providers.Retry {
+		r.RetryAfter = providers.ParseRetryAfter(header, now)
+	}
+	return r
+}
+
+// byStatus classifies a reason this package does not know by its status.
+func byStatus(status int) providers.Outcome {
+	switch {
+	case status == http.StatusGone:
+		return providers.DropToken
+	case status == http.StatusForbidden:
+		return providers.BadCredentials
+	case status == http.StatusTooManyRequests || status >= 500:
+		return providers.Retry
+	default:
+		return providers.BadMessage
+	}
+}
