@@ -1,0 +1,347 @@
+package honor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	fakehonor "github.com/imcloud/im-push-operator/dispatcher/providers/fake/honor"
+)
+
+// clock is a settable clock shared by the client and the fake.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var start = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+type env struct {
+	fake  *fakehonor.Server
+	cert  *config.Certificate
+	clock *clock
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ca, err := fake.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fakehonor.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	clk := &clock{t: start}
+	srv.SetClock(clk.Now)
+	return &env{fake: srv, cert: srv.Certificate("honor-main"), clock: clk}
+}
+
+func (e *env) client(t *testing.T) providers.Client {
+	t.Helper()
+	c, err := New(e.cert, providers.Options{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func intp(i int) *int { return &i }
+
+func testMessage(token string) *providers.Message {
+	return &providers.Message{
+		ID:             "n-1",
+		Token:          token,
+		Title:          "Alice",
+		Body:           "hi",
+		Badge:          intp(120),
+		Data:           map[string]string{"conv": "42"},
+		CollapseKey:    "conv-42",
+		Expiration:     start.Add(time.Hour),
+		Classification: config.Classification{HonorImportance: "NORMAL"},
+	}
+}
+
+func TestSendPayload(t *testing.T) {
+	base := map[string]string{"importance": "NORMAL", "ttl": "3600s", "tag": "conv-42", "notify_id": "1443708484",
+		"click_action_type": "3", "target_user_type": "0"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name       string
+		badgeClass string
+		want       map[string]string
+	}{
+		{"no badge class: no badge block", "", with(nil)},
+		{"badge class from the Secret, badge capped at 99", "com.example.MainActivity\n",
+			with(map[string]string{"badge_set_num": "99", "badge_class": "com.example.MainActivity"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			if tc.badgeClass != "" {
+				e.cert.Data[KeyBadgeClass] = []byte(tc.badgeClass)
+			}
+			res := e.client(t).Send(context.Background(), testMessage("tok-aaaaaaaaaa"))
+			if res.Outcome != providers.Delivered || res.Reason != "200" {
+				t.Fatalf("Send = %v %q (%v), want Delivered 200", res.Outcome, res.Reason, res.Err)
+			}
+			got := e.fake.State.Received()
+			if len(got) != 1 {
+				t.Fatalf("fake received %d sends, want 1", len(got))
+			}
+			r := got[0]
+			tc.want["app_id"] = e.cert.Honor.AppID
+			if r.Token != "tok-aaaaaaaaaa" || r.Title != "Alice" || r.Body != "hi" {
+				t.Errorf("received token/title/body %q/%q/%q", r.Token, r.Title, r.Body)
+			}
+			if diff := cmp.Diff(map[string]string{"conv": "42"}, r.Data); diff != "" {
+				t.Errorf("data (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, r.Fields); diff != "" {
+				t.Errorf("fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+type roundTrip struct {
+	mu   sync.Mutex
+	reqs []recorded
+	fn   func(r *http.Request) *http.Response
+}
+
+type recorded struct {
+	method, url, contentType, auth, timestamp, body string
+}
+
+func (rt *roundTrip) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	rt.mu.Lock()
+	rt.reqs = append(rt.reqs, recorded{r.Method, r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), r.Header.Get("timestamp"), string(body)})
+	rt.mu.Unlock()
+	return rt.fn(r), nil
+}
+
+func reply(status int, body string) *http.Response {
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// TestExactRequests pins the bytes of the token and send requests, the
+// headers, and Honor's real hosts when no endpoint is set.
+func TestExactRequests(t *testing.T) {
+	rt := &roundTrip{fn: func(r *http.Request) *http.Response {
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			return reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
+		}
+		return reply(200, `{"code":200,"message":"success","data":{"sendResult":true,"requestId":"r1","failTokens":[],"expireTokens":[]}}`)
+	}}
+	cert := &config.Certificate{
+		Name: "hn", Provider: config.Honor,
+		Data:  map[string][]byte{config.KeyClientSecret: []byte("s3cr&t\n"), KeyBadgeClass: []byte("com.example.Main")},
+		Honor: &config.HonorSpec{AppID: "104411047", ClientID: "abc123"},
+	}
+	c, err := New(cert, providers.Options{HTTPClient: &http.Client{Transport: rt}, Now: func() time.Time { return start }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage("T0")
+	m.Badge = intp(2)
+	m.Data = nil
+	if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %v %q %v", res.Outcome, res.Reason, res.Err)
+	}
+	want := []recorded{
+		{
+			method: "POST", url: "https://iam.developer.hihonor.com/auth/realms/developer/protocol/openid-connect/token",
+			contentType: "application/x-www-form-urlencoded;charset=UTF-8",
+			body:        "client_id=abc123&client_secret=s3cr%26t&grant_type=client_credentials",
+		},
+		{
+			method: "POST", url: "https://push-api.cloud.hihonor.com/api/v1/104411047/sendMessage",
+			contentType: "application/json;charset=UTF-8", auth: "Bearer AT1",
+			timestamp: "1772359200000", // date -ud 2026-03-01T10:00:00Z +%s%3N
+			body: `{"android":{"ttl":"3600s","targetUserType":0,"notification":{"title":"Alice","body":"hi","clickAction":{"type":3},` +
+				`"importance":"NORMAL","notifyId":1443708484,"tag":"conv-42","badge":{"setNum":2,"badgeClass":"com.example.Main"}}},"token":["T0"]}`,
+		},
+	}
+	if diff := cmp.Diff(want, rt.reqs, cmp.AllowUnexported(recorded{})); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestSendOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		answers    []fake.Answer
+		outcome    providers.Outcome
+		reason     string
+		retryAfter time.Duration
+		sends      int
+	}{
+		{"expired token listed", []fake.Answer{{Code: "expireToken"}}, providers.DropToken, "expireToken", 0, 1},
+		{"failed token listed", []fake.Answer{{Code: "failToken"}}, providers.Retry, "failToken", 0, 1},
+		{"all tokens invalid", []fake.Answer{{Code: "80300007"}}, providers.DropToken, "80300007", 0, 1},
+		{"bad parameters", []fake.Answer{{Code: "80100003"}}, providers.BadMessage, "80100003", 0, 1},
+		{"app may not push", []fake.Answer{{Code: "80300002"}}, providers.BadCredentials, "80300002", 0, 1},
+		{"internal error", []fake.Answer{{Code: "81000001"}}, providers.Retry, "81000001", 0, 1},
+		{"flow control", []fake.Answer{{Code: "status:503", RetryAfter: 3 * time.Second}}, providers.Retry, "503", 3 * time.Second, 1},
+		{"bare 500", []fake.Answer{{Code: "status:500"}}, providers.Retry, "500", 0, 1},
+		{"bare 400", []fake.Answer{{Code: "status:400"}}, providers.BadMessage, "400", 0, 1},
+		{"connection reset", []fake.Answer{{Code: "reset"}}, providers.Retry, "transport", 0, 1},
+		{"401 once: refreshed and resent", []fake.Answer{{Code: "status:401", Times: 1}}, providers.Delivered, "200", 0, 2},
+		{"expired code once: refreshed and resent", []fake.Answer{{Code: "80200003", Times: 1}}, providers.Delivered, "200", 0, 2},
+		{"401 twice: credentials", []fake.Answer{{Code: "status:401", Times: 2}}, providers.BadCredentials, "401", 0, 2},
+		{"auth failed twice: credentials", []fake.Answer{{Code: "80200001", Times: 2}}, providers.BadCredentials, "80200001", 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			e.fake.State.Script("tok-1", tc.answers...)
+			res := e.client(t).Send(context.Background(), testMessage("tok-1"))
+			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.RetryAfter != tc.retryAfter {
+				t.Errorf("Send = %v %q retry-after %v (%v), want %v %q %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tc.outcome, tc.reason, tc.retryAfter)
+			}
+			if n := e.fake.State.Count(); n != tc.sends {
+				t.Errorf("fake recorded %d sends, want %d", n, tc.sends)
+			}
+		})
+	}
+}
+
+func TestTokenRefresh(t *testing.T) {
+	e := setup(t)
+	c := e.client(t)
+	send := func(step string) {
+		t.Helper()
+		if res := c.Send(context.Background(), testMessage("tok-1")); res.Outcome != providers.Delivered {
+			t.Fatalf("%s: Send = %v %q (%v)", step, res.Outcome, res.Reason, res.Err)
+		}
+	}
+	send("first")
+	send("cached")
+	if n := e.fake.TokensIssued(); n != 1 {
+		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
+	}
+	e.clock.Advance(fakehonor.TokenLifetime - tokenMargin + time.Second)
+	send("near expiry")
+	if n := e.fake.TokensIssued(); n != 2 {
+		t.Fatalf("near expiry %d tokens issued, want 2", n)
+	}
+	// Honor revokes the token before the client thinks it expires: the send
+	// is answered 401 80200003, and the client refreshes and resends.
+	e.fake.ExpireTokens()
+	send("expired at Honor")
+	if n := e.fake.TokensIssued(); n != 3 {
+		t.Fatalf("after 80200003 %d tokens issued, want 3", n)
+	}
+	if n := e.fake.State.Count(); n != 4 {
+		t.Errorf("fake recorded %d sends, want 4 (the refused one is not recorded)", n)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	e := setup(t)
+	e.cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
+	res := e.client(t).Send(context.Background(), testMessage("tok-1"))
+	if res.Outcome != providers.BadCredentials || res.Reason != "invalid_client" {
+		t.Errorf("Send = %v %q (%v), want BadCredentials invalid_client", res.Outcome, res.Reason, res.Err)
+	}
+	if e.fake.State.Count() != 0 {
+		t.Error("a send got through without a token")
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	e := setup(t)
+	m := testMessage("tok-1")
+	m.Body = strings.Repeat("消息", 2000) // 12000 bytes
+	if res := e.client(t).Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %v %q (%v)", res.Outcome, res.Reason, res.Err)
+	}
+	r := e.fake.State.Received()[0]
+	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < 3500 || r.Title != "Alice" {
+		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix near 4096 bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() *config.Certificate {
+		return &config.Certificate{
+			Name: "hn", Provider: config.Honor,
+			Data:  map[string][]byte{config.KeyClientSecret: []byte("0123abcd\n")},
+			Honor: &config.HonorSpec{AppID: "104411047", ClientID: "abc123"},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *config.Certificate)
+		reason string
+		key    string
+	}{
+		{"good", func(*config.Certificate) {}, "", ""},
+		{"good with badge class", func(c *config.Certificate) { c.Data[KeyBadgeClass] = []byte("com.example.Main") }, "", ""},
+		{"no spec", func(c *config.Certificate) { c.Honor = nil }, providers.ReasonInvalidCredentials, ""},
+		{"no app id", func(c *config.Certificate) { c.Honor.AppID = "" }, providers.ReasonInvalidCredentials, ""},
+		{"no client id", func(c *config.Certificate) { c.Honor.ClientID = "" }, providers.ReasonInvalidCredentials, ""},
+		{"app id with a slash", func(c *config.Certificate) { c.Honor.AppID = "1/2" }, providers.ReasonInvalidCredentials, ""},
+		{"no secret", func(c *config.Certificate) { delete(c.Data, config.KeyClientSecret) }, providers.ReasonKeyMissing, config.KeyClientSecret},
+		{"blank secret", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("\n") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
+		{"secret with a space", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("ab cd") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := good()
+			tc.mutate(cert)
+			info, err := Validate(cert)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				if !strings.Contains(info.Subject, cert.Honor.ClientID) {
+					t.Errorf("subject %q does not name the client", info.Subject)
+				}
+				if _, err := New(cert, providers.Options{}); err != nil {
+					t.Errorf("New: %v", err)
+				}
+				return
+			}
+			var ce *providers.CredentialError
+			if !errors.As(err, &ce) || ce.Reason != tc.reason || ce.Key != tc.key {
+				t.Fatalf("Validate = %v, want CredentialError %s key %q", err, tc.reason, tc.key)
+			}
+			if _, err := New(cert, providers.Options{}); err == nil {
+				t.Error("New accepted an invalid certificate")
+			}
+		})
+	}
+}
