@@ -1,0 +1,436 @@
+package vivo_test
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	fakevivo "github.com/imcloud/im-push-operator/dispatcher/providers/fake/vivo"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/vivo"
+)
+
+// Known answer computed outside Go:
+//
+//	printf '%s' '10004appkey1700000000000secret' | md5sum
+const signKAT = "a5000121b62843a0f2e075e47026b144"
+
+func TestSignKnownAnswer(t *testing.T) {
+	if got := vivo.Sign("10004", "appkey", 1700000000000, "secret"); got != signKAT {
+		t.Fatalf("Sign = %s, want %s", got, signKAT)
+	}
+}
+
+// start is 23:04:05 in Beijing, so the next quota reset is 55 minutes away.
+var start = time.Date(2025, 3, 10, 15, 4, 5, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type env struct {
+	srv    *fakevivo.Server
+	cert   *config.Certificate
+	clock  *clock
+	client providers.Client
+}
+
+// setup starts a fake and a client sharing one injected clock; the client
+// trusts the fake through the certificate's caBundle, as in production.
+func setup(t *testing.T) *env {
+	t.Helper()
+	ca, err := fake.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fakevivo.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	clk := &clock{t: start}
+	srv.SetClock(clk.Now)
+	cert := srv.Certificate("vivo-test")
+	c, err := vivo.New(cert, providers.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, cert: cert, clock: clk, client: c}
+}
+
+func msg(id, token string) *providers.Message {
+	return &providers.Message{
+		ID:             id,
+		Token:          token,
+		Title:          "Alice",
+		Body:           "hi",
+		Classification: config.Classification{VivoCategory: "IM", VivoClassification: 1},
+	}
+}
+
+func notifyID(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return strconv.FormatUint(uint64(h.Sum32()%2147483647+1), 10)
+}
+
+func TestSendPayload(t *testing.T) {
+	e := setup(t)
+	m := &providers.Message{
+		ID:             "n-1",
+		Token:          "regid-a",
+		Title:          "éé" + strings.Repeat("标", 25), // 54 wide: "éé" + 18 fit
+		Body:           "a" + strings.Repeat("文", 60),  // 121 wide: "a" + 49 fit
+		Data:           map[string]string{"conv": "42"},
+		CollapseKey:    "conv-42",
+		Expiration:     start.Add(2 * time.Hour),
+		Classification: config.Classification{VivoCategory: "IM", VivoClassification: 1},
+	}
+	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %+v, want Delivered", res)
+	}
+	got := e.srv.State.Received()
+	if len(got) != 1 {
+		t.Fatalf("received %d sends", len(got))
+	}
+	requestID := got[0].Fields["requestId"]
+	if requestID == "" || len(requestID) > 64 {
+		t.Fatalf("requestId %q is empty or longer than 64", requestID)
+	}
+	want := []fake.Received{{
+		Provider: "Vivo",
+		Token:    "regid-a",
+		Title:    "éé" + strings.Repeat("标", 18),
+		Body:     "a" + strings.Repeat("文", 49),
+		Data:     map[string]string{"conv": "42"},
+		Fields: map[string]string{
+			"appId":          e.cert.Vivo.AppID,
+			"notifyType":     "4",
+			"timeToLive":     "7200",
+			"skipType":       "1",
+			"networkType":    "-1",
+			"classification": "1",
+			"category":       "IM",
+			"notifyId":       notifyID("conv-42"),
+			"requestId":      requestID,
+		},
+	}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(fake.Received{}, "At")); diff != "" {
+		t.Fatalf("received (-want +got):\n%s", diff)
+	}
+}
+
+func TestTimeToLiveAndDefaults(t *testing.T) {
+	tests := []struct {
+		name           string
+		expiration     time.Duration // from start; 0 = none
+		class          config.Classification
+		ttl            string
+		classification string
+		category       string
+	}{
+		{"no expiration", 0, config.Classification{}, "86400", "", ""},
+		{"10 s left", 10 * time.Second, config.Classification{VivoCategory: "IM"}, "60", "", "IM"},
+		{"3 days left", 72 * time.Hour, config.Classification{VivoCategory: "IM", VivoClassification: 1}, "86400", "1", "IM"},
+		{"already expired", -time.Hour, config.Classification{}, "60", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t)
+			m := msg("n-1", "tok")
+			m.Classification = tt.class
+			if tt.expiration != 0 {
+				m.Expiration = start.Add(tt.expiration)
+			}
+			if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
+				t.Fatalf("Send = %+v", res)
+			}
+			f := e.srv.State.Received()[0].Fields
+			if f["timeToLive"] != tt.ttl || f["classification"] != tt.classification || f["category"] != tt.category || f["notifyId"] != notifyID("n-1") {
+				t.Fatalf("fields = %v", f)
+			}
+		})
+	}
+}
+
+// TestRequestIDDedupes shows a resend of one notification to one device
+// carries the same requestId (vivo answers it without delivering twice),
+// while another device gets its own.
+func TestRequestIDDedupes(t *testing.T) {
+	e := setup(t)
+	for _, token := range []string{"tok-a", "tok-a", "tok-b"} {
+		if res := e.client.Send(context.Background(), msg("n-1", token)); res.Outcome != providers.Delivered {
+			t.Fatalf("Send = %+v", res)
+		}
+	}
+	got := e.srv.State.Received()
+	if len(got) != 2 || got[0].Token != "tok-a" || got[1].Token != "tok-b" {
+		t.Fatalf("received %+v, want one send each to tok-a and tok-b", got)
+	}
+	if got[0].Fields["requestId"] == got[1].Fields["requestId"] {
+		t.Fatal("two devices share a requestId")
+	}
+}
+
+func TestLocalRejects(t *testing.T) {
+	big := map[string]string{"x": strings.Repeat("y", 1024)}
+	for name, m := range map[string]*providers.Message{
+		"no title":   {ID: "n", Token: "t", Body: "b"},
+		"no body":    {ID: "n", Token: "t", Title: "a"},
+		"large data": {ID: "n", Token: "t", Title: "a", Body: "b", Data: big},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := setup(t)
+			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage {
+				t.Fatalf("Send = %+v, want BadMessage", res)
+			}
+			if n := e.srv.State.Count(); n != 0 {
+				t.Fatalf("fake received %d sends, want 0", n)
+			}
+		})
+	}
+}
+
+func TestCategoryRejectedByFake(t *testing.T) {
+	tests := []struct {
+		class  config.Classification
+		reason string
+	}{
+		{config.Classification{VivoCategory: "MARKETING", VivoClassification: 1}, "10097"},
+		{config.Classification{VivoCategory: "CHAT"}, "10096"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			e := setup(t)
+			m := msg("n-1", "tok")
+			m.Classification = tt.class
+			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage || res.Reason != tt.reason {
+				t.Fatalf("Send = %v %q, want BadMessage %q", res.Outcome, res.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestAnswerOutcomes(t *testing.T) {
+	midnight := time.Date(2025, 3, 11, 0, 0, 0, 0, providers.Beijing)
+	tests := []struct {
+		answer     fake.Answer
+		outcome    providers.Outcome
+		reason     string
+		retryAfter time.Duration
+		resumeAt   time.Time
+	}{
+		{fake.Answer{Code: "invalidUser:1"}, providers.DropToken, "invalidUser:1", 0, time.Time{}},
+		{fake.Answer{Code: "invalidUser:2"}, providers.DropToken, "invalidUser:2", 0, time.Time{}},
+		{fake.Answer{Code: "invalidUser:3"}, providers.DropToken, "invalidUser:3", 0, time.Time{}},
+		{fake.Answer{Code: "invalidUser:4"}, providers.BadMessage, "invalidUser:4", 0, time.Time{}},
+		{fake.Answer{Code: "10302"}, providers.DropToken, "10302", 0, time.Time{}},
+		{fake.Answer{Code: "10070"}, providers.QuotaExceeded, "10070", 0, midnight},
+		{fake.Answer{Code: "10252"}, providers.QuotaExceeded, "10252", 0, midnight},
+		{fake.Answer{Code: "10254"}, providers.QuotaExceeded, "10254", 0, midnight},
+		{fake.Answer{Code: "10072", RetryAfter: 5 * time.Second}, providers.Retry, "10072", 5 * time.Second, time.Time{}},
+		{fake.Answer{Code: "10094"}, providers.BadCredentials, "10094", 0, time.Time{}},
+		{fake.Answer{Code: "10200"}, providers.BadCredentials, "10200", 0, time.Time{}},
+		{fake.Answer{Code: "10299"}, providers.BadCredentials, "10299", 0, time.Time{}},
+		{fake.Answer{Code: "10096"}, providers.BadMessage, "10096", 0, time.Time{}},
+		{fake.Answer{Code: "10097"}, providers.BadMessage, "10097", 0, time.Time{}},
+		{fake.Answer{Code: "10050"}, providers.BadMessage, "10050", 0, time.Time{}},
+		{fake.Answer{Code: "status:500"}, providers.Retry, "HTTP 500", 0, time.Time{}},
+		{fake.Answer{Code: "status:503", RetryAfter: 3 * time.Second}, providers.Retry, "HTTP 503", 3 * time.Second, time.Time{}},
+		{fake.Answer{Code: "status:401"}, providers.BadCredentials, "HTTP 401", 0, time.Time{}},
+		{fake.Answer{Code: "status:400"}, providers.BadMessage, "HTTP 400", 0, time.Time{}},
+		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.answer.Code, func(t *testing.T) {
+			e := setup(t)
+			e.srv.State.Script("tok", tt.answer)
+			res := e.client.Send(context.Background(), msg("n-1", "tok"))
+			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.RetryAfter != tt.retryAfter {
+				t.Fatalf("Send = %v %q retryAfter %v, want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, tt.outcome, tt.reason, tt.retryAfter)
+			}
+			if !res.ResumeAt.Equal(tt.resumeAt) {
+				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.resumeAt)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	e := setup(t)
+	e.srv.State.Script("tok", fake.Answer{Delay: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if res := e.client.Send(ctx, msg("n-1", "tok")); res.Outcome != providers.Retry || res.Reason != "timeout" {
+		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
+	}
+}
+
+func TestRejectedTokenRefreshedOnce(t *testing.T) {
+	tests := []struct {
+		name     string
+		prepare  func(e *env)
+		outcome  providers.Outcome
+		reason   string
+		answered []string
+	}{
+		{
+			name:     "authorization failed once",
+			prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 1}) },
+			outcome:  providers.Delivered,
+			answered: []string{"", "10000", ""},
+		},
+		{
+			name:     "token revoked at the fake",
+			prepare:  func(e *env) { e.srv.RevokeTokens() },
+			outcome:  providers.Delivered,
+			answered: []string{"", ""},
+		},
+		{
+			name:     "rejected twice",
+			prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 2}) },
+			outcome:  providers.Retry,
+			reason:   "10000",
+			answered: []string{"", "10000", "10000"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t)
+			if res := e.client.Send(context.Background(), msg("n-1", "tok")); res.Outcome != providers.Delivered {
+				t.Fatalf("first Send = %+v", res)
+			}
+			tt.prepare(e)
+			res := e.client.Send(context.Background(), msg("n-2", "tok"))
+			if res.Outcome != tt.outcome || res.Reason != tt.reason {
+				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.outcome, tt.reason)
+			}
+			if got := e.srv.Auths(); got != 2 {
+				t.Errorf("auth calls = %d, want 2", got)
+			}
+			var answered []string
+			for _, r := range e.srv.State.Received() {
+				answered = append(answered, r.Answered)
+			}
+			if diff := cmp.Diff(tt.answered, answered); diff != "" {
+				t.Errorf("answers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTokenRefreshedHourly(t *testing.T) {
+	e := setup(t)
+	for i, step := range []struct {
+		advance time.Duration
+		auths   int
+	}{{0, 1}, {59 * time.Minute, 1}, {2 * time.Minute, 2}, {59 * time.Minute, 2}, {2 * time.Minute, 3}} {
+		e.clock.Add(step.advance)
+		if res := e.client.Send(context.Background(), msg(strconv.Itoa(i), "tok")); res.Outcome != providers.Delivered {
+			t.Fatalf("Send = %+v", res)
+		}
+		if got := e.srv.Auths(); got != step.auths {
+			t.Fatalf("after %v: auth calls = %d, want %d", e.clock.Now().Sub(start), got, step.auths)
+		}
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(c *config.Certificate)
+		skew   time.Duration
+		reason string
+	}{
+		{"wrong app secret", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte("not-the-secret") }, 0, "10206"},
+		{"wrong app key", func(c *config.Certificate) { c.Data[config.KeyAppKey] = []byte("not-the-key") }, 0, "10202"},
+		{"unknown app id", func(c *config.Certificate) { c.Vivo = &config.VivoSpec{AppID: "1"} }, 0, "10205"},
+		{"clock 11 minutes ahead", func(*config.Certificate) {}, 11 * time.Minute, "10207"},
+		{"clock 11 minutes behind", func(*config.Certificate) {}, -11 * time.Minute, "10207"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t)
+			cert := *e.cert
+			cert.Data = map[string][]byte{}
+			for k, v := range e.cert.Data {
+				cert.Data[k] = v
+			}
+			tt.edit(&cert)
+			c, err := vivo.New(&cert, providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := c.Send(context.Background(), msg("n-1", "tok"))
+			if res.Outcome != providers.BadCredentials || res.Reason != tt.reason {
+				t.Fatalf("Send = %v %q, want BadCredentials %q", res.Outcome, res.Reason, tt.reason)
+			}
+			if n := e.srv.State.Count(); n != 0 {
+				t.Fatalf("fake received %d sends, want 0", n)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(c *config.Certificate)
+		reason string
+		key    string
+	}{
+		{"good", func(*config.Certificate) {}, "", ""},
+		{"no vivo spec", func(c *config.Certificate) { c.Vivo = nil }, providers.ReasonInvalidCredentials, ""},
+		{"appID not a number", func(c *config.Certificate) { c.Vivo.AppID = "com.example" }, providers.ReasonInvalidCredentials, ""},
+		{"no appKey", func(c *config.Certificate) { delete(c.Data, config.KeyAppKey) }, providers.ReasonKeyMissing, config.KeyAppKey},
+		{"no appSecret", func(c *config.Certificate) { delete(c.Data, config.KeyAppSecret) }, providers.ReasonKeyMissing, config.KeyAppSecret},
+		{"appSecret with newline", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte("s3cret\n") }, providers.ReasonInvalidCredentials, config.KeyAppSecret},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cert := &config.Certificate{
+				Name: "c", Provider: config.Vivo,
+				Data: map[string][]byte{config.KeyAppKey: []byte("ak"), config.KeyAppSecret: []byte("s3cret")},
+				Vivo: &config.VivoSpec{AppID: "10004"},
+			}
+			tt.edit(cert)
+			info, err := vivo.Validate(cert)
+			if tt.reason == "" {
+				if err != nil || info.Subject != "appId 10004" {
+					t.Fatalf("Validate = %+v, %v", info, err)
+				}
+				return
+			}
+			var ce *providers.CredentialError
+			if !errors.As(err, &ce) || ce.Reason != tt.reason || ce.Key != tt.key {
+				t.Fatalf("Validate = %v, want %s on %q", err, tt.reason, tt.key)
+			}
+			if _, err := vivo.New(cert, providers.Options{}); err == nil {
+				t.Fatal("New accepted an invalid certificate")
+			}
+		})
+	}
+}
