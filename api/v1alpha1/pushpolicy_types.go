@@ -264,6 +264,7 @@ type PushPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// +kubebuilder:default={}
 	// +optional
 	Spec PushPolicySpec `json:"spec,omitempty"`
 	// +optional
