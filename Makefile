@@ -5,7 +5,8 @@
 IMG ?= ghcr.io/imcloud/im-push-operator:dev
 K8S_VERSION ?= v1.37.1
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
-KUSTOMIZE_VERSION ?= v5.8.3
+# kustomize v5.8.3 requires Go >= 1.27; v5.8.2 is the newest release that builds with Go 1.26.
+KUSTOMIZE_VERSION ?= v5.8.2
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
