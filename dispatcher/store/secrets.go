@@ -260,8 +260,9 @@ func (s *Secrets) writeLoop(ctx context.Context, sh *shard) {
 	}
 }
 
-// commit applies batch to the newest cached Secret and writes it with one
-// Update; on a conflict it gets the Secret again and re-applies the batch.
+// commit applies batch to the newest cached Secret and, once the write budget
+// allows the shard's bytes, writes it with one Update; on a conflict it gets
+// the Secret again and re-applies the batch.
 func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 	ops := make([]*op, 0, len(batch))
 	for _, p := range batch {
@@ -285,6 +286,8 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 	if len(ops) == 0 {
 		return
 	}
+	ctx, release := callersContext(ctx, batch)
+	defer release()
 	log := s.log.WithValues("shard", sh.name)
 	base := sh.current()
 	for attempt := 1; ; attempt++ {
@@ -337,6 +340,28 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 			return
 		}
 		base = sh.current()
+	}
+}
+
+// callersContext ends when ctx ends or every caller of batch has gone, so a
+// batch nobody waits for any more neither waits for budget nor gets written.
+func callersContext(ctx context.Context, batch []*pending) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var waiting atomic.Int32
+	waiting.Store(int32(len(batch)))
+	stops := make([]func() bool, 0, len(batch))
+	for _, p := range batch {
+		stops = append(stops, context.AfterFunc(p.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }
 
@@ -413,6 +438,12 @@ func (s *Secrets) watchLoop(ctx context.Context, sh *shard) {
 			delay = min(2*delay, 30*time.Second)
 		case events > 0:
 			delay = 200 * time.Millisecond
+		default:
+			// A watch that ends with nothing delivered (a dropped connection)
+			// must not turn into a tight loop.
+			if !sleep(ctx, delay) {
+				return
+			}
 		}
 	}
 }
