@@ -240,13 +240,17 @@ func TestSecretsGroupCommit(t *testing.T) {
 	}
 }
 
-// TestSecretsFillAnnotation checks the annotation the operator reads fill from.
+// TestSecretsFillAnnotation checks the annotation the operator reads fill
+// from, and that Memory counts fill the same way.
 func TestSecretsFillAnnotation(t *testing.T) {
 	_, cs := apiServer(t)
 	ns := newNamespace(t, cs)
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
-	s := startSecrets(t, cs, ns, cfg, SecretsOptions{})
+	clk := newClock()
+	s := startSecrets(t, cs, ns, cfg, SecretsOptions{Now: clk.Now})
+	// The same calls on a Memory store must account the same bytes.
+	mem := NewMemory(cfg, clk.Now)
 	name := cfg.ShardName(0)
 
 	check := func(want int64) {
@@ -268,17 +272,24 @@ func TestSecretsFillAnnotation(t *testing.T) {
 		if got := s.ShardFill()[name]; got != want {
 			t.Errorf("ShardFill = %d, want %d", got, want)
 		}
+		if got := mem.ShardFill()[name]; got != want {
+			t.Errorf("Memory ShardFill = %d, want %d", got, want)
+		}
 		if sec.Labels[LabelTenant] != "chat" || sec.Type != SecretType {
 			t.Errorf("labels %v and type %q were not kept", sec.Labels, sec.Type)
 		}
 	}
-	for i := range 5 {
-		mustBind(t, s, fmt.Sprintf("user-%d", i), "d1", Binding{CertificateName: "fcm", Token: "token"})
+	for _, st := range []Store{s, mem} {
+		for i := range 5 {
+			mustBind(t, st, fmt.Sprintf("user-%d", i), "d1", Binding{CertificateName: "fcm", Token: "token"})
+		}
 	}
 	check(-1)
-	for i := range 5 {
-		if _, err := s.DeleteUser(ctx, fmt.Sprintf("user-%d", i)); err != nil {
-			t.Fatal(err)
+	for _, st := range []Store{s, mem} {
+		for i := range 5 {
+			if _, err := st.DeleteUser(ctx, fmt.Sprintf("user-%d", i)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	check(0)
