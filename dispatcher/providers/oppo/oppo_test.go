@@ -288,7 +288,7 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 			if res.Outcome != tt.outcome || res.Reason != tt.reason {
 				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.outcome, tt.reason)
 			}
-			if got := e.srv.Auths(); got != tt.auths {
+			if got := e.srv.TokensIssued(); got != tt.auths {
 				t.Errorf("auth calls = %d, want %d", got, tt.auths)
 			}
 			var answered []string
@@ -312,7 +312,7 @@ func TestTokenRefreshedHourly(t *testing.T) {
 		if res := e.client.Send(context.Background(), msg("tok")); res.Outcome != providers.Delivered {
 			t.Fatalf("Send = %+v", res)
 		}
-		if got := e.srv.Auths(); got != step.auths {
+		if got := e.srv.TokensIssued(); got != step.auths {
 			t.Fatalf("after %v: auth calls = %d, want %d", e.clock.Now().Sub(start), got, step.auths)
 		}
 	}

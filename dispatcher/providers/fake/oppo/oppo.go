@@ -122,8 +122,8 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.now = now
 }
 
-// Auths returns how many auth_tokens the fake has issued.
-func (s *Server) Auths() int {
+// TokensIssued returns how many auth_tokens the fake has issued.
+func (s *Server) TokensIssued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.auths
