@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +43,7 @@ func (r *PushPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	conds := conditions{list: &status.Conditions, generation: pp.Generation, now: r.Now()}
 	rendered := PolicyConfig(&pp.Spec)
 	if err := r.Validate(&rendered); err != nil {
-		msg := err.Error()
+		msg := specPaths(&rendered, err.Error())
 		if conditionReason(pp.Status.Conditions, pushv1.ConditionReady) != pushv1.ReasonInvalidPolicy {
 			r.Recorder.Eventf(pp, nil, corev1.EventTypeWarning, pushv1.ReasonInvalidPolicy, "Validate", "%s", msg)
 		}
@@ -62,4 +63,22 @@ func (r *PushPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	return ctrl.NewControllerManagedBy(mgr).For(&pushv1.PushPolicy{}).Named("pushpolicy").Complete(r)
+}
+
+// specPaths rewrites the rendered policy's template paths
+// (spec.notification.templates[i]) into the PushPolicy's own fields: the
+// default template is spec.notification, the others are translations.
+func specPaths(p *config.Policy, msg string) string {
+	translation := 0
+	var pairs []string
+	for i, t := range p.Templates {
+		from := fmt.Sprintf("spec.notification.templates[%d]", i)
+		to := "spec.notification"
+		if t.Language != "" {
+			to = fmt.Sprintf("spec.notification.translations[%d]", translation)
+			translation++
+		}
+		pairs = append(pairs, from+".", to+".", from, to)
+	}
+	return strings.NewReplacer(pairs...).Replace(msg)
 }
