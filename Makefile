@@ -66,7 +66,7 @@ run: manifests generate ## Run the operator against the current kubeconfig.
 
 .PHONY: demo
 demo: k8s-bin build $(KUSTOMIZE) ## Run the whole system locally: API server, operator, fakes, dispatchers.
-	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" go run ./hack/demo
+	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" go run ./hack/demo --dispatcher=$(LOCALBIN)/dispatcher
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
