@@ -1,0 +1,141 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+)
+
+const (
+	// MaxBodyBytes bounds every request body.
+	MaxBodyBytes = 1 << 20
+	// MaxDepth bounds JSON nesting; no valid request comes near it, so
+	// anything deeper is refused before the decoder walks it.
+	MaxDepth = 32
+)
+
+// readBody reads the whole body within MaxBodyBytes and checks that it is
+// UTF-8 (the decoder would otherwise silently replace bad bytes) and no
+// deeper than MaxDepth.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body is larger than %d bytes", MaxBodyBytes)
+		}
+		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "reading request body: %v", err)
+	}
+	if !utf8.Valid(body) {
+		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "request body is not valid UTF-8")
+	}
+	if err := checkDepth(body); err != nil {
+		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "%v", err)
+	}
+	return body, nil
+}
+
+// checkDepth scans tokens without building values, so a deeply nested body
+// costs a pass over its bytes and nothing more.
+func checkDepth(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("request body is not valid JSON: %v", err)
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			if depth > MaxDepth {
+				return fmt.Errorf("request body nests deeper than %d levels", MaxDepth)
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+}
+
+// decodeJSON decodes exactly one JSON value into v, refusing unknown fields.
+// prefix is prepended to field paths in errors (notifications[2]).
+func decodeJSON(data []byte, v any, prefix string) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, prefix)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error, prefix string) *apiError {
+	if e, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		field := joinField(prefix, e.Field)
+		return newError(http.StatusBadRequest, CodeInvalidField, field, "%s must be %s, not a JSON %s", orBody(field), jsonKind(e.Type), e.Value)
+	}
+	if e, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "invalid JSON at byte %d: %v", e.Offset, e)
+	}
+	// encoding/json has no typed error for unknown fields; its message is
+	// `json: unknown field "name"` and has been since DisallowUnknownFields came.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field := joinField(prefix, strings.Trim(name, `"`))
+		return newError(http.StatusBadRequest, CodeUnknownField, field, "unknown field %s", field)
+	}
+	if errors.Is(err, io.EOF) {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "request body is empty")
+	}
+	return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "invalid JSON: %v", err)
+}
+
+func joinField(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	}
+	return prefix + "." + field
+}
+
+func orBody(field string) string {
+	if field == "" {
+		return "the body"
+	}
+	return field
+}
+
+// jsonKind names the JSON kind a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "a " + t.String()
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Error codes of the JSON error body. Callers branch on the code, so each is
+// stable; the message is for people.
+const (
+	CodeUnauthorized       = "Unauthorized"       // 401
+	CodeNotFound           = "NotFound"           // 404
+	CodeMethodNotAllowed   = "MethodNotAllowed"   // 405
+	CodeBodyTooLarge       = "BodyTooLarge"       // 413
+	CodeInvalidJSON        = "InvalidJSON"        // 400: not JSON, not UTF-8, too deep, trailing data
+	CodeUnknownField       = "UnknownField"       // 400: a field the API does not have
+	CodeInvalidField       = "InvalidField"       // 400: a field with a bad value
+	CodeUnknownCertificate = "UnknownCertificate" // 422: certificateName not in the running config
+	CodeQueueFull          = "QueueFull"          // 429, with Retry-After
+	CodeInternal           = "Internal"           // 500
+	CodeDraining           = "Draining"           // 503: shutting down, try another replica
+	CodeNotReady           = "NotReady"           // 503: config, token store or engine not loaded yet
+	CodeShardFull          = "ShardFull"          // 507: the user's token-store shard is at its byte cap
+)
+
+// apiError is an error answer. Field is the JSON path of the offending field
+// (recipients[3].userId), or the path parameter (user, device), when there is one.
+type apiError struct {
+	status     int
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	Field      string `json:"field,omitempty"`
+	retryAfter time.Duration
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, field, format string, args ...any) *apiError {
+	return &apiError{status: status, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalidField(field, format string, args ...any) *apiError {
+	return newError(http.StatusBadRequest, CodeInvalidField, field, format, args...)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
+	}
+	writeJSON(w, e.status, errorBody{Error: e})
+}
+
+type errorBody struct {
+	Error *apiError `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	// The status is sent; an encoding error now can only be a broken connection.
+	_ = json.NewEncoder(w).Encode(v)
+}
