@@ -1,0 +1,566 @@
+// Package delivery is the dispatcher's delivery engine (DESIGN.md "Flow of
+// one notification", steps 4 and 5): it turns an accepted notification into
+// one job per device, sends each through the device's bindings in policy
+// order, and records every device's outcome.
+//
+// # API
+//
+//	e := delivery.New(delivery.Options{Store: st, Logger: log, Registerer: reg})
+//	err := e.SetConfig(cfg, clients)     // clients keyed by certificate name; call again on every reload
+//	rcpt, err := e.Submit(n)             // 202 when err == nil; ErrQueueFull → 429, ErrNotReady/ErrDraining → 503
+//	st, ok := e.Status(id)               // GET /v1/notifications/{id}
+//	st, err := e.Wait(ctx, id)           // ?wait=true: returns when every outcome is final or ctx ends
+//	dropped := e.Drain(ctx)              // SIGTERM: stop accepting, finish until ctx ends, drop the rest
+//
+// Submit reads each recipient from the store, runs policy.Decide and queues
+// every device delivery, all or nothing: when the queue (Options.QueueSize
+// device deliveries held in memory, queued, waiting or in flight) cannot take
+// all of them, nothing is queued and ErrQueueFull is returned. "Accepted"
+// means held in this replica's memory. A notification id seen within the
+// idempotency window returns the first receipt with Duplicate set and sends
+// nothing (a nil error). An invalid recipient user id is a skip with reason
+// InvalidUser; any other store error fails the whole Submit.
+//
+// # Sending
+//
+// Jobs wait in per-provider queues served by Options.Workers goroutines per
+// provider. Each attempt uses the client of the config current when it
+// starts, so SetConfig rotates credentials without dropping anything: a call
+// in flight finishes with its old client, the next attempt uses the new one.
+// Every provider call runs under CallTimeout and is one attempt, whatever the
+// client retries inside. Waiting (backoff, rate-limit slots, quota pauses)
+// happens in a delay heap driven by Options.Clock, never in a worker.
+//
+// Per answer:
+//   - Delivered: the device is delivered.
+//   - Retry: backoff with full jitter, from BackoffInitial doubling to
+//     BackoffMax, or the provider's Retry-After when longer. MaxAttempts
+//     counts every provider call of the device across its bindings (quota
+//     answers excepted); past it the device fails with MaxAttempts, and when
+//     the next attempt would fall after the message's expiration (its TTL)
+//     with Expired. A transient failure does not move to the next binding.
+//   - DropToken: the binding is removed with the store's compare-and-delete
+//     (same token, bound no later than the send started, or than the
+//     provider's InvalidSince when earlier), then the next binding is tried;
+//     with none left the device fails with TokenInvalid. When the
+//     credential's breaker is open (within BreakerWindow at least
+//     BreakerMinAnswers answers, BreakerInvalidRatio of them token-invalid)
+//     nothing is removed: the binding fails with CredentialSuspect, which is
+//     logged, counted and shown by impush_dispatcher_credential_suspect.
+//   - BadCredentials: the binding fails (counted per certificate), the next
+//     binding is tried.
+//   - BadMessage: the device fails; another binding would get the same
+//     message.
+//   - QuotaExceeded: the credential is paused until ResumeAt (next midnight
+//     of its day zone when the provider gave none). A device with another
+//     binding moves on to it; otherwise it waits for the resume, unless that
+//     is past its expiration (failed, QuotaExceeded). Waiting never burns an
+//     attempt, and the quota answer itself is not counted as one.
+//
+// # Limits
+//
+// A certificate's RateLimit (this replica's share, per second; 0 = no limit)
+// feeds a token bucket with burst max(1, ceil(rate)). DailyCap is tenant-wide,
+// so each replica allows ceil(DailyCap/Replicas) sends per day; reaching it
+// pauses the credential until the day ends. Days are Beijing days for the
+// Chinese vendors (their quotas reset at Beijing midnight) and UTC days for
+// APNs and FCM. Limiter state, daily counts and pauses survive SetConfig;
+// the breaker restarts when the credential's fingerprint changes.
+//
+// # Accounting
+//
+// Every accepted device delivery ends exactly once as delivered, failed or
+// dropped, so once the engine is idle
+//
+//	impush_dispatcher_deliveries_accepted_total ==
+//	  sum(impush_dispatcher_deliveries_total{outcome=~"delivered|failed|dropped"})
+//
+// Skips are counted in impush_dispatcher_deliveries_total{outcome="skipped"}
+// with empty provider and certificate. impush_dispatcher_notifications_dropped_total
+// counts device deliveries by reason: Shutdown (accepted, left when Drain's
+// context ended; equal to the dropped outcomes) and QueueFull (refused by
+// Submit, never accepted). Other metrics: impush_dispatcher_notifications_accepted_total,
+// impush_dispatcher_retries_total{provider,certificate},
+// impush_dispatcher_queue_depth, impush_dispatcher_credential_paused{certificate},
+// impush_dispatcher_credential_suspect{certificate},
+// impush_dispatcher_tokens_removed_total{provider,certificate},
+// impush_dispatcher_binding_failures_total{provider,certificate,reason} and
+// impush_dispatcher_provider_call_duration_seconds{provider,certificate,outcome}.
+//
+// Outcomes stay queryable for at least IdempotencyWindow after acceptance
+// (longer while still pending) and at most IdempotencyMax notifications are
+// kept. Drain must be called to stop the engine's goroutines; clients must
+// return when their context ends, or Drain waits for them.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/policy"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/store"
+)
+
+// Errors Submit and Wait return.
+var (
+	// ErrQueueFull: the deliveries do not fit in the queue; answer 429.
+	ErrQueueFull = errors.New("delivery queue is full")
+	// ErrDraining: Drain has started; answer 503.
+	ErrDraining = errors.New("dispatcher is shutting down")
+	// ErrNotReady: no config has been set yet; answer 503.
+	ErrNotReady = errors.New("dispatcher has no config yet")
+	// ErrInvalidNotification: the notification is nil or has no id.
+	ErrInvalidNotification = errors.New("notification must have an id")
+	// ErrNotFound: no notification with that id within the window.
+	ErrNotFound = errors.New("notification not found")
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultQueueSize           = 10000
+	DefaultIdempotencyWindow   = 10 * time.Minute
+	DefaultIdempotencyMax      = 100000
+	DefaultCallTimeout         = 10 * time.Second
+	DefaultWorkers             = 64
+	DefaultBreakerWindow       = time.Minute
+	DefaultBreakerMinAnswers   = 20
+	DefaultBreakerInvalidRatio = 0.9
+)
+
+// Options configure an Engine. Zero fields take the defaults above.
+type Options struct {
+	// Store is the token store: users are read on Submit and invalid tokens
+	// removed through it. Required.
+	Store store.Store
+	// Clock drives backoff, TTL, pauses and rate limits; RealClock when nil.
+	Clock  Clock
+	Logger logr.Logger
+	// Registerer receives the metrics; a fresh registry when nil.
+	Registerer prometheus.Registerer
+	// QueueSize bounds the device deliveries held in memory.
+	QueueSize         int
+	IdempotencyWindow time.Duration
+	IdempotencyMax    int
+	// CallTimeout bounds one provider call (real time).
+	CallTimeout time.Duration
+	// Rand draws backoff jitter; a randomly seeded source when nil.
+	Rand *rand.Rand
+	// Workers is the number of concurrent sends per provider;
+	// ProviderWorkers overrides it for single providers (for example sized
+	// from an HTTP/2 connection's stream limit).
+	Workers         int
+	ProviderWorkers map[config.Provider]int
+	// Breaker thresholds (see the package comment).
+	BreakerWindow       time.Duration
+	BreakerMinAnswers   int
+	BreakerInvalidRatio float64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if o.IdempotencyMax <= 0 {
+		o.IdempotencyMax = DefaultIdempotencyMax
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.BreakerWindow <= 0 {
+		o.BreakerWindow = DefaultBreakerWindow
+	}
+	if o.BreakerMinAnswers <= 0 {
+		o.BreakerMinAnswers = DefaultBreakerMinAnswers
+	}
+	if o.BreakerInvalidRatio <= 0 {
+		o.BreakerInvalidRatio = DefaultBreakerInvalidRatio
+	}
+	return o
+}
+
+// Engine queues, sends, retries and accounts for device deliveries.
+type Engine struct {
+	opts    Options
+	store   store.Store
+	clock   Clock
+	log     logr.Logger
+	metrics *metrics
+
+	// ctx is cancelled when Drain gives up, aborting calls in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	state atomic.Pointer[snapshot]
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+
+	heapMu sync.Mutex
+	delays delayHeap
+	seq    uint64
+	wake   chan struct{}
+
+	// mu guards everything below.
+	mu            sync.Mutex
+	pools         map[config.Provider]chan *job
+	certs         map[string]*certState
+	records       map[string]*record
+	order         []*record
+	pending       int
+	draining      bool
+	stopped       bool
+	idle          chan struct{}
+	drained       chan struct{}
+	shutdownDrops int
+}
+
+// New returns an engine with no config: Submit answers ErrNotReady until
+// SetConfig. Call Drain to stop it.
+func New(opts Options) *Engine {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		opts:    opts,
+		store:   opts.Store,
+		clock:   opts.Clock,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registerer),
+		ctx:     ctx,
+		cancel:  cancel,
+		stop:    make(chan struct{}),
+		rand:    opts.Rand,
+		wake:    make(chan struct{}, 1),
+		pools:   map[config.Provider]chan *job{},
+		certs:   map[string]*certState{},
+		records: map[string]*record{},
+		idle:    make(chan struct{}),
+		drained: make(chan struct{}),
+	}
+	e.wg.Add(1)
+	go e.scheduler()
+	return e
+}
+
+// snapshot is one config with its clients; replaced whole by SetConfig.
+type snapshot struct {
+	cfg      *config.Config
+	renderer *policy.Renderer
+	certs    map[string]*certRuntime
+}
+
+type certRuntime struct {
+	cert   *config.Certificate
+	client providers.Client
+	state  *certState
+}
+
+func (s *snapshot) providerOf(name string) (config.Provider, bool) {
+	c, ok := s.certs[name]
+	if !ok {
+		return "", false
+	}
+	return c.cert.Provider, true
+}
+
+// SetConfig swaps in a config and its clients (keyed by certificate name)
+// atomically. A certificate without a client is treated as absent: its
+// bindings are not used. On error (the policy's templates do not parse) the
+// previous config stays.
+func (e *Engine) SetConfig(cfg *config.Config, clients map[string]providers.Client) error {
+	c := cfg.WithDefaults()
+	c.Certificates = append([]config.Certificate(nil), cfg.Certificates...)
+	renderer, err := policy.NewRenderer(&c.Policy)
+	if err != nil {
+		return fmt.Errorf("tenant %s policy: %w", c.Tenant, err)
+	}
+	now := e.clock.Now()
+	snap := &snapshot{cfg: &c, renderer: renderer, certs: map[string]*certRuntime{}}
+	bc := breakerConfig{Window: e.opts.BreakerWindow, MinAnswers: e.opts.BreakerMinAnswers, InvalidRatio: e.opts.BreakerInvalidRatio}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range c.Certificates {
+		cert := &c.Certificates[i]
+		client := clients[cert.Name]
+		if client == nil {
+			continue
+		}
+		st := e.certs[cert.Name]
+		if st == nil {
+			st = newCertState(cert.Name, bc)
+			e.certs[cert.Name] = st
+		}
+		st.configure(cert, c.Replicas, now)
+		snap.certs[cert.Name] = &certRuntime{cert: cert, client: client, state: st}
+		e.ensurePool(cert.Provider)
+	}
+	for name := range e.certs {
+		if _, ok := snap.certs[name]; !ok {
+			delete(e.certs, name)
+			e.metrics.paused.DeleteLabelValues(name)
+			e.metrics.suspect.DeleteLabelValues(name)
+		}
+	}
+	e.state.Store(snap)
+	return nil
+}
+
+// ensurePool starts a provider's workers once. Pools stay for the engine's
+// life: jobs may still be routed to them after their certificates go.
+// Called with e.mu held.
+func (e *Engine) ensurePool(p config.Provider) {
+	if _, ok := e.pools[p]; ok || e.stopped {
+		return
+	}
+	// Capacity QueueSize: at most QueueSize jobs exist, so a send to a pool
+	// never blocks.
+	ch := make(chan *job, e.opts.QueueSize)
+	e.pools[p] = ch
+	n := e.opts.Workers
+	if w := e.opts.ProviderWorkers[p]; w > 0 {
+		n = w
+	}
+	e.wg.Add(n)
+	for range n {
+		go e.worker(ch)
+	}
+}
+
+// Ready reports whether Submit can accept: a config is set and Drain has
+// not started.
+func (e *Engine) Ready() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state.Load() != nil && !e.draining
+}
+
+// Submit decides and queues n; see the package comment. It does not block on
+// providers, only on reading the recipients from the store.
+func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
+	if n == nil || n.ID == "" {
+		return Receipt{}, ErrInvalidNotification
+	}
+	snap := e.state.Load()
+	if snap == nil {
+		return Receipt{}, ErrNotReady
+	}
+	if r, err := e.existing(n.ID); r != nil || err != nil {
+		return dup(r), err
+	}
+
+	now := e.clock.Now()
+	rec := newRecord(Receipt{ID: n.ID, AcceptedAt: now})
+	var jobs []*job
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
+	defer cancel()
+	seen := map[string]bool{}
+	for _, r := range n.Recipients {
+		if seen[r.UserID] {
+			continue
+		}
+		seen[r.UserID] = true
+		user, err := e.store.Get(ctx, r.UserID)
+		if errors.Is(err, store.ErrInvalidUser) {
+			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, State: Skipped, Reason: ReasonInvalidUser})
+			continue
+		}
+		if err != nil {
+			return Receipt{}, fmt.Errorf("reading user %q: %w", r.UserID, err)
+		}
+		d := policy.Decide(snap.renderer, policy.Input{Notification: n, Recipient: r, User: user, ProviderOf: snap.providerOf, Now: now})
+		for _, err := range d.RenderErrors {
+			e.log.V(1).Info("template failed, default text used", "notification", n.ID, "error", err.Error())
+		}
+		for _, s := range d.Skipped {
+			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, Device: s.DeviceID, State: Skipped, Reason: string(s.Reason)})
+		}
+		for _, dl := range d.Deliveries {
+			b := dl.Bindings[0]
+			jobs = append(jobs, &job{rec: rec, idx: len(rec.outcomes), user: r.UserID, device: dl.DeviceID, bindings: dl.Bindings, msg: dl.Message})
+			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, Device: dl.DeviceID, Certificate: b.CertificateName, Provider: b.Provider, State: Pending})
+		}
+	}
+	rec.pending = len(jobs)
+	rec.receipt.Deliveries = len(jobs)
+	rec.receipt.Skipped = len(rec.outcomes) - len(jobs)
+	if len(jobs) == 0 {
+		close(rec.done)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		return Receipt{}, ErrDraining
+	}
+	e.evict(now, 1)
+	if old := e.records[n.ID]; old != nil {
+		return dup(old), nil
+	}
+	if e.pending+len(jobs) > e.opts.QueueSize {
+		e.metrics.dropped.WithLabelValues(ReasonQueueFull).Add(float64(len(jobs)))
+		return Receipt{}, ErrQueueFull
+	}
+	e.records[n.ID] = rec
+	e.order = append(e.order, rec)
+	e.pending += len(jobs)
+	e.metrics.queueDepth.Set(float64(e.pending))
+	e.metrics.accepted.Inc()
+	e.metrics.deliveriesAccepted.Add(float64(len(jobs)))
+	e.metrics.deliveries.WithLabelValues("", "", string(Skipped)).Add(float64(rec.receipt.Skipped))
+	for _, j := range jobs {
+		e.routeLocked(j)
+	}
+	return rec.receipt, nil
+}
+
+// existing returns the record of id if it is known, or the error Submit
+// must return before doing any work.
+func (e *Engine) existing(id string) (*record, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		return nil, ErrDraining
+	}
+	e.evict(e.clock.Now(), 0)
+	return e.records[id], nil
+}
+
+func dup(r *record) Receipt {
+	if r == nil {
+		return Receipt{}
+	}
+	rc := r.receipt
+	rc.Duplicate = true
+	return rc
+}
+
+// evict forgets the oldest records so that room more fit within the size
+// bound, and those older than the window once they are done. Called with
+// e.mu held.
+func (e *Engine) evict(now time.Time, room int) {
+	for len(e.order) > 0 {
+		r := e.order[0]
+		over := len(e.order)+room > e.opts.IdempotencyMax
+		old := now.Sub(r.receipt.AcceptedAt) > e.opts.IdempotencyWindow && r.isDone()
+		if !over && !old {
+			return
+		}
+		e.order[0] = nil
+		e.order = e.order[1:]
+		if e.records[r.receipt.ID] == r {
+			delete(e.records, r.receipt.ID)
+		}
+	}
+}
+
+// Status returns the outcomes of notification id, if it is still known.
+func (e *Engine) Status(id string) (Status, bool) {
+	e.mu.Lock()
+	r := e.records[id]
+	e.mu.Unlock()
+	if r == nil {
+		return Status{}, false
+	}
+	return r.status(), true
+}
+
+// Wait blocks until every outcome of notification id is final or ctx ends,
+// and returns the status then (with ctx's error if it ended first).
+func (e *Engine) Wait(ctx context.Context, id string) (Status, error) {
+	e.mu.Lock()
+	r := e.records[id]
+	e.mu.Unlock()
+	if r == nil {
+		return Status{}, ErrNotFound
+	}
+	select {
+	case <-r.done:
+		return r.status(), nil
+	case <-ctx.Done():
+		return r.status(), ctx.Err()
+	}
+}
+
+// Drain stops accepting (Submit answers ErrDraining), lets queued, retrying
+// and in-flight deliveries finish until ctx ends, then aborts calls in flight,
+// marks every delivery left dropped (reason Shutdown), stops all goroutines
+// and returns how many were dropped. Later calls wait for the first and
+// return 0.
+func (e *Engine) Drain(ctx context.Context) int {
+	e.mu.Lock()
+	if e.draining {
+		e.mu.Unlock()
+		<-e.drained
+		return 0
+	}
+	e.draining = true
+	if e.pending == 0 {
+		close(e.idle)
+	}
+	e.mu.Unlock()
+
+	select {
+	case <-e.idle:
+	case <-ctx.Done():
+	}
+	e.cancel()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	close(e.stop)
+	e.wg.Wait()
+
+	// Only this goroutine is left; whatever is still queued or waiting
+	// is dropped.
+	for _, ch := range e.pools {
+		for len(ch) > 0 {
+			e.finish(<-ch, Dropped, ReasonShutdown, "")
+		}
+	}
+	for _, d := range e.delays {
+		if d.job != nil {
+			e.finish(d.job, Dropped, ReasonShutdown, "")
+		}
+	}
+	e.delays = nil
+	e.mu.Lock()
+	dropped := e.shutdownDrops
+	e.mu.Unlock()
+	if dropped > 0 {
+		e.log.Info("dropped deliveries at shutdown", "count", dropped)
+	} else {
+		e.log.Info("drained with nothing dropped")
+	}
+	close(e.drained)
+	return dropped
+}

@@ -1,0 +1,73 @@
+package delivery
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metric names are a contract with config/prometheus alert rules and
+// dashboards; labels carry only provider, certificate name and reasons from
+// a fixed set, never a token or credential.
+type metrics struct {
+	accepted           prometheus.Counter
+	deliveriesAccepted prometheus.Counter
+	deliveries         *prometheus.CounterVec
+	dropped            *prometheus.CounterVec
+	failures           *prometheus.CounterVec
+	retries            *prometheus.CounterVec
+	queueDepth         prometheus.Gauge
+	paused             *prometheus.GaugeVec
+	suspect            *prometheus.GaugeVec
+	tokensRemoved      *prometheus.CounterVec
+	callDuration       *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "impush_dispatcher_notifications_accepted_total",
+			Help: "Notifications accepted (202), duplicates excluded.",
+		}),
+		deliveriesAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "impush_dispatcher_deliveries_accepted_total",
+			Help: "Device deliveries accepted; each ends delivered, failed or dropped in impush_dispatcher_deliveries_total.",
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "impush_dispatcher_deliveries_total",
+			Help: "Final outcome of each device delivery (delivered, failed, dropped) and each skip, by the binding last tried.",
+		}, []string{"provider", "certificate", "outcome"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "impush_dispatcher_notifications_dropped_total",
+			Help: "Device deliveries dropped by this replica: Shutdown (accepted, left at drain) or QueueFull (refused with 429).",
+		}, []string{"reason"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "impush_dispatcher_binding_failures_total",
+			Help: "Bindings given up on, by reason (TokenInvalid, BadCredentials, CredentialSuspect, BadMessage, MaxAttempts, Expired, QuotaExceeded, CertificateRemoved, ...).",
+		}, []string{"provider", "certificate", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "impush_dispatcher_retries_total",
+			Help: "Attempts scheduled again after a transient provider answer.",
+		}, []string{"provider", "certificate"}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "impush_dispatcher_queue_depth",
+			Help: "Device deliveries held in memory: queued, waiting to retry, or in flight.",
+		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "impush_dispatcher_credential_paused",
+			Help: "1 while a credential is paused by a provider quota or its daily cap.",
+		}, []string{"certificate"}),
+		suspect: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "impush_dispatcher_credential_suspect",
+			Help: "1 while most of a credential's recent answers say the token is invalid, so tokens are kept.",
+		}, []string{"certificate"}),
+		tokensRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "impush_dispatcher_tokens_removed_total",
+			Help: "Bindings removed from the token store after a token-invalid answer.",
+		}, []string{"provider", "certificate"}),
+		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "impush_dispatcher_provider_call_duration_seconds",
+			Help:    "Duration of one provider call (one attempt), by the outcome of its answer.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"provider", "certificate", "outcome"}),
+	}
+	reg.MustRegister(m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
+		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration)
+	return m
+}

@@ -1,0 +1,292 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	"github.com/imcloud/im-push-operator/dispatcher/policy"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+)
+
+// job is one device delivery. Exactly one goroutine owns it at a time: a
+// pool queue, a worker, the delay heap, or Drain at the end.
+type job struct {
+	rec      *record
+	idx      int
+	user     string
+	device   string
+	bindings []policy.Binding
+	// msg has no token; each attempt fills in its binding's.
+	msg providers.Message
+	// bi is the binding being tried.
+	bi       int
+	attempts int
+	// reserved: the rate limiter already granted this job's next send.
+	reserved bool
+}
+
+func (j *job) binding() policy.Binding { return j.bindings[j.bi] }
+
+func (e *Engine) worker(ch chan *job) {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case j := <-ch:
+			e.attempt(j)
+		}
+	}
+}
+
+// route queues j for the provider of its current binding.
+func (e *Engine) route(j *job) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.routeLocked(j)
+}
+
+func (e *Engine) routeLocked(j *job) {
+	// The pool exists: bindings are resolved against a config whose
+	// providers all got pools before it was published, and pools stay.
+	e.pools[j.binding().Provider] <- j
+}
+
+// attempt makes one send of j, or decides it cannot be made now.
+func (e *Engine) attempt(j *job) {
+	if e.ctx.Err() != nil {
+		e.finish(j, Dropped, ReasonShutdown, "")
+		return
+	}
+	snap := e.state.Load()
+	now := e.clock.Now()
+	if !now.Before(j.msg.Expiration) {
+		e.fail(j, ReasonExpired, "")
+		return
+	}
+	b := j.binding()
+	c := snap.certs[b.CertificateName]
+	if c == nil {
+		e.giveUp(j, ReasonCertificateRemoved, "")
+		return
+	}
+	adm := c.state.admit(now, j)
+	if !adm.pausedUntil.IsZero() {
+		if adm.newlyPaused {
+			e.paused(c, adm.pausedUntil, "DailyCap")
+		}
+		e.waitPause(j, adm.pausedUntil, ReasonQuotaExceeded)
+		return
+	}
+	if adm.delay > 0 {
+		e.later(j, now.Add(adm.delay))
+		return
+	}
+
+	msg := j.msg
+	msg.Token = b.Token
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
+	res := c.client.Send(ctx, &msg)
+	cancel()
+	end := e.clock.Now()
+	prov, cert := string(c.cert.Provider), c.cert.Name
+	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
+	if res.Outcome != providers.QuotaExceeded {
+		j.attempts++
+	}
+	j.rec.update(j.idx, func(o *DeviceOutcome) {
+		o.Certificate, o.Provider, o.Attempts, o.ProviderReason = cert, c.cert.Provider, j.attempts, res.Reason
+	})
+	if e.ctx.Err() != nil && res.Outcome == providers.Retry {
+		e.finish(j, Dropped, ReasonShutdown, res.Reason)
+		return
+	}
+
+	open, changed := c.state.answer(end, res.Outcome == providers.DropToken)
+	if changed {
+		if open {
+			e.metrics.suspect.WithLabelValues(cert).Set(1)
+			e.log.Info("most answers say tokens are invalid; suspecting the credential and keeping tokens",
+				"certificate", cert, "provider", prov)
+		} else {
+			e.metrics.suspect.WithLabelValues(cert).Set(0)
+			e.log.Info("token-invalid answers back to normal; removing invalid tokens again", "certificate", cert, "provider", prov)
+		}
+	}
+
+	switch res.Outcome {
+	case providers.Delivered:
+		e.finish(j, Delivered, "", res.Reason)
+	case providers.Retry:
+		e.retry(j, snap, res, end)
+	case providers.DropToken:
+		if open {
+			e.giveUp(j, ReasonCredentialSuspect, res.Reason)
+			return
+		}
+		e.removeToken(j, c, now, res)
+		e.giveUp(j, ReasonTokenInvalid, res.Reason)
+	case providers.BadCredentials:
+		e.log.Info("provider rejected the credential", "certificate", cert, "provider", prov, "reason", res.Reason, "error", errString(res.Err))
+		e.giveUp(j, ReasonBadCredentials, res.Reason)
+	case providers.BadMessage:
+		e.fail(j, ReasonBadMessage, res.Reason)
+	case providers.QuotaExceeded:
+		until, extended := c.state.pause(end, res.ResumeAt)
+		if extended {
+			e.paused(c, until, res.Reason)
+		}
+		e.waitPause(j, until, ReasonQuotaExceeded)
+	default:
+		e.fail(j, ReasonUnknownOutcome, res.Reason)
+	}
+}
+
+// removeToken deletes the binding only if it is still the token this send
+// used, bound no later than the send started: a device that re-registered
+// meanwhile keeps its new binding.
+func (e *Engine) removeToken(j *job, c *certRuntime, start time.Time, res providers.Result) {
+	b := j.binding()
+	notAfter := start
+	if !res.InvalidSince.IsZero() && res.InvalidSince.Before(notAfter) {
+		notAfter = res.InvalidSince
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
+	defer cancel()
+	removed, err := e.store.RemoveToken(ctx, j.user, j.device, b.CertificateName, b.Token, notAfter)
+	log := e.log.WithValues("user", j.user, "device", j.device, "certificate", b.CertificateName, "token", providers.ShortToken(b.Token))
+	switch {
+	case err != nil:
+		log.Error(err, "removing invalid token")
+	case removed:
+		e.metrics.tokensRemoved.WithLabelValues(string(c.cert.Provider), c.cert.Name).Inc()
+		log.V(1).Info("removed invalid token", "reason", res.Reason)
+	default:
+		log.V(1).Info("invalid token was re-bound or removed meanwhile; kept", "reason", res.Reason)
+	}
+}
+
+// retry schedules j's next attempt after a transient failure, or fails it
+// when attempts or time have run out.
+func (e *Engine) retry(j *job, snap *snapshot, res providers.Result, now time.Time) {
+	p := &snap.cfg.Policy
+	if j.attempts >= int(p.MaxAttempts) {
+		e.fail(j, ReasonMaxAttempts, res.Reason)
+		return
+	}
+	delay := max(e.backoff(j.attempts, p.BackoffInitial.Duration, p.BackoffMax.Duration), res.RetryAfter)
+	due := now.Add(delay)
+	if !due.Before(j.msg.Expiration) {
+		e.fail(j, ReasonExpired, res.Reason)
+		return
+	}
+	b := j.binding()
+	e.metrics.retries.WithLabelValues(string(b.Provider), b.CertificateName).Inc()
+	e.later(j, due)
+}
+
+// backoff is full jitter: uniform in [0, min(max, initial·2^(attempts-1))].
+func (e *Engine) backoff(attempts int, initial, maxDelay time.Duration) time.Duration {
+	ceiling := initial
+	for i := 1; i < attempts && ceiling < maxDelay; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, maxDelay)
+	if ceiling <= 0 {
+		return 0
+	}
+	e.randMu.Lock()
+	defer e.randMu.Unlock()
+	return time.Duration(e.rand.Int64N(int64(ceiling) + 1))
+}
+
+// waitPause handles a job whose credential is paused until until: it moves
+// to the device's next binding if there is one, else waits for the resume
+// unless that is past the message's expiration.
+func (e *Engine) waitPause(j *job, until time.Time, reason string) {
+	if j.bi+1 < len(j.bindings) {
+		e.giveUp(j, reason, "")
+		return
+	}
+	if !until.Before(j.msg.Expiration) {
+		e.fail(j, reason, "")
+		return
+	}
+	e.later(j, until)
+}
+
+// paused records that a credential was paused and arranges for the gauge to
+// clear when the pause ends.
+func (e *Engine) paused(c *certRuntime, until time.Time, reason string) {
+	e.metrics.paused.WithLabelValues(c.cert.Name).Set(1)
+	e.log.Info("credential paused by quota", "certificate", c.cert.Name, "provider", string(c.cert.Provider), "until", until, "reason", reason)
+	e.push(delayed{due: until, certificate: c.cert.Name})
+}
+
+func (e *Engine) resumeCheck(name string, now time.Time) {
+	e.mu.Lock()
+	st := e.certs[name]
+	e.mu.Unlock()
+	if st != nil && !st.pausedAt(now) {
+		e.metrics.paused.WithLabelValues(name).Set(0)
+	}
+}
+
+// giveUp fails the current binding and moves to the next, or fails the
+// device when it was the last.
+func (e *Engine) giveUp(j *job, reason, providerReason string) {
+	if j.bi+1 >= len(j.bindings) {
+		e.fail(j, reason, providerReason)
+		return
+	}
+	e.countFailure(j, reason)
+	j.bi++
+	j.reserved = false
+	b := j.binding()
+	j.rec.update(j.idx, func(o *DeviceOutcome) { o.Certificate, o.Provider = b.CertificateName, b.Provider })
+	e.route(j)
+}
+
+// fail ends the device as failed on its current binding.
+func (e *Engine) fail(j *job, reason, providerReason string) {
+	e.countFailure(j, reason)
+	b := j.binding()
+	e.log.V(1).Info("delivery failed", "notification", j.rec.receipt.ID, "user", j.user, "device", j.device,
+		"certificate", b.CertificateName, "token", providers.ShortToken(b.Token), "reason", reason, "providerReason", providerReason, "attempts", j.attempts)
+	e.finish(j, Failed, reason, providerReason)
+}
+
+func (e *Engine) countFailure(j *job, reason string) {
+	b := j.binding()
+	e.metrics.failures.WithLabelValues(string(b.Provider), b.CertificateName, reason).Inc()
+}
+
+// finish records j's final outcome; every job passes here exactly once.
+func (e *Engine) finish(j *job, s State, reason, providerReason string) {
+	b := j.binding()
+	j.rec.settle(j.idx, func(o *DeviceOutcome) {
+		o.State, o.Reason, o.Attempts = s, reason, j.attempts
+		if providerReason != "" {
+			o.ProviderReason = providerReason
+		}
+	})
+	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pending--
+	e.metrics.queueDepth.Set(float64(e.pending))
+	if s == Dropped {
+		e.shutdownDrops++
+		e.metrics.dropped.WithLabelValues(reason).Inc()
+	}
+	if e.draining && e.pending == 0 {
+		close(e.idle)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
