@@ -54,16 +54,16 @@ const (
 
 // Receipt is what Submit answers.
 type Receipt struct {
-	ID         string
-	AcceptedAt time.Time
+	ID         string    `json:"id"`
+	AcceptedAt time.Time `json:"acceptedAt"`
 	// Deliveries is the number of device deliveries queued.
-	Deliveries int
+	Deliveries int `json:"deliveries"`
 	// Skipped is the number of users and devices policy left out.
-	Skipped int
+	Skipped int `json:"skipped"`
 	// Duplicate is true when the id was already accepted within the
 	// idempotency window: this is the first receipt, and nothing was sent
 	// again.
-	Duplicate bool
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // DeviceOutcome is one device's delivery (or one user's or device's skip:
