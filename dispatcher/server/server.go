@@ -56,8 +56,11 @@ type RetryAfterError interface {
 // Receipt is the answer to an accepted notification.
 type Receipt struct {
 	ID string `json:"id"`
-	// Accepted counts the devices the notification was queued for.
+	// Accepted counts the device deliveries queued.
 	Accepted int `json:"accepted"`
+	// Skipped counts the users and devices policy left out (online,
+	// muted, quiet hours, no binding).
+	Skipped int `json:"skipped"`
 	// Duplicate is true when the id was already accepted in the window.
 	Duplicate bool `json:"duplicate,omitempty"`
 }
@@ -66,8 +69,9 @@ type Receipt struct {
 const (
 	StatePending   = "pending" // queued, in flight or waiting to retry
 	StateDelivered = "delivered"
-	StateFailed    = "failed"  // gave up: attempts, TTL, bad message, bad credentials
-	StateSkipped   = "skipped" // no usable binding
+	StateFailed    = "failed"  // gave up: attempts, TTL, invalid token, bad message or credentials
+	StateDropped   = "dropped" // let go at shutdown
+	StateSkipped   = "skipped" // policy left it out
 )
 
 // Status is a notification's per-device outcomes.
@@ -80,14 +84,17 @@ type Status struct {
 
 // DeviceOutcome is where one device's delivery stands.
 type DeviceOutcome struct {
-	User            string `json:"user"`
-	Device          string `json:"device"`
+	User string `json:"user"`
+	// Device is empty when policy skipped the whole user.
+	Device          string `json:"device,omitempty"`
 	CertificateName string `json:"certificateName,omitempty"`
 	Provider        string `json:"provider,omitempty"`
 	State           string `json:"state"`
-	// Reason is the provider's code or the engine's reason for the state.
-	Reason   string `json:"reason,omitempty"`
-	Attempts int    `json:"attempts"`
+	// Reason is the engine's reason for the state; ProviderReason the
+	// provider's own code for the last answer.
+	Reason         string `json:"reason,omitempty"`
+	ProviderReason string `json:"providerReason,omitempty"`
+	Attempts       int    `json:"attempts"`
 }
 
 // ConfigSource yields the config in use and the hash of its document; nil
