@@ -222,7 +222,11 @@ func (s *System) Certificates() ([]*config.Certificate, error) {
 // CertificateObjects is the inverse of controllers.CertificateConfig: the
 // Secret and PushCertificate that render into c.
 func CertificateObjects(namespace string, c *config.Certificate) (*corev1.Secret, *pushv1.PushCertificate) {
-	name := strings.ToLower(c.Resource)
+	name := c.Resource
+	if name == "" {
+		name = c.Name
+	}
+	name = strings.ToLower(name)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-keys"}, Data: c.Data}
 	pc := &pushv1.PushCertificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
