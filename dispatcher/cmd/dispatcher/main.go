@@ -1,0 +1,234 @@
+// Command dispatcher serves one tenant's offline-push API: it follows the
+// tenant's config Secret, keeps device tokens in the shard Secrets, and
+// delivers notifications through the push providers. On SIGTERM or SIGINT it
+// stops accepting, drains within --drain-timeout, and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/configwatch"
+	"github.com/imcloud/im-push-operator/dispatcher/delivery"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/registry"
+	"github.com/imcloud/im-push-operator/dispatcher/server"
+	"github.com/imcloud/im-push-operator/dispatcher/store"
+)
+
+// Environment the Deployment sets (controllers.DispatcherContainer).
+const (
+	envNamespace    = "IMPUSH_NAMESPACE"
+	envConfigSecret = "IMPUSH_CONFIG_SECRET"
+	envPodName      = "IMPUSH_POD_NAME"
+)
+
+// shutdownGrace bounds closing the HTTP server after the drain; the pod's
+// termination grace (30s) covers the drain timeout (25s) plus this.
+const shutdownGrace = 3 * time.Second
+
+type options struct {
+	listen       string
+	drainTimeout time.Duration
+	kubeconfig   string
+	namespace    string
+	configSecret string
+}
+
+func main() {
+	var appKey atomic.Value
+	appKey.Store("")
+	log := newLogger(os.Stderr, &appKey).WithValues("pod", os.Getenv(envPodName))
+	klog.SetLogger(log.WithName("client-go"))
+
+	var o options
+	flag.StringVar(&o.listen, "listen", ":8080", "Address of the HTTP API, probes and metrics.")
+	flag.DurationVar(&o.drainTimeout, "drain-timeout", 25*time.Second, "How long to finish accepted deliveries after SIGTERM before dropping the rest.")
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server (default: in-cluster).")
+	flag.StringVar(&o.namespace, "namespace", os.Getenv(envNamespace), "Namespace of the tenant (default $"+envNamespace+").")
+	flag.StringVar(&o.configSecret, "config-secret", os.Getenv(envConfigSecret), "Name of the tenant's config Secret (default $"+envConfigSecret+").")
+	flag.Parse()
+
+	if err := start(o, log, &appKey); err != nil {
+		log.Error(err, "dispatcher failed")
+		os.Exit(1)
+	}
+}
+
+func start(o options, log logr.Logger, appKey *atomic.Value) error {
+	if o.namespace == "" || o.configSecret == "" {
+		return fmt.Errorf("--namespace and --config-secret (or $%s and $%s) are required", envNamespace, envConfigSecret)
+	}
+	restCfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	signals, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return run(signals, o, restCfg, lis, log, appKey)
+}
+
+// run serves on lis until signals ends, then drains and shuts down.
+func run(signals context.Context, o options, restCfg *rest.Config, lis net.Listener, log logr.Logger, appKey *atomic.Value) error {
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building the API client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := server.NewMetrics(reg)
+
+	// The store, watcher and engine outlive the signal: accepted deliveries
+	// still read and clean tokens while draining.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+
+	tokens := &lateStore{}
+	engine := delivery.New(delivery.Options{Store: tokens, Logger: log.WithName("delivery"), Registerer: reg})
+	var watcher *configwatch.Watcher
+	watcher = configwatch.New(configwatch.Options{
+		Client:       client,
+		Namespace:    o.namespace,
+		ConfigSecret: o.configSecret,
+		NewClient: func(cert *config.Certificate) (providers.Client, error) {
+			return registry.New(cert, providers.Options{})
+		},
+		Apply:  engine.SetConfig,
+		Logger: log.WithName("config"),
+		Notify: func(e configwatch.Event) {
+			switch e.Kind {
+			case configwatch.ConfigLoaded:
+				metrics.ConfigReloaded(true)
+				metrics.ConfigApplied(e.Hash)
+				if cfg, _ := watcher.Config(); cfg != nil {
+					appKey.Store(cfg.AppKey)
+				}
+			case configwatch.ConfigRejected:
+				metrics.ConfigReloaded(false)
+			}
+		},
+	})
+	go watcher.Run(runCtx)
+
+	srv := server.New(server.Options{
+		Store: tokens, StoreReady: tokens.Ready, Engine: engineAPI{engine},
+		Config: watcher, Token: watcher, Metrics: metrics, Gatherer: reg, Logger: log.WithName("api"),
+	})
+	httpServer := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// A ?wait=true request may wait MaxWait for outcomes.
+		WriteTimeout: server.MaxWait + 15*time.Second,
+		IdleTimeout:  2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(lis) }()
+	log.Info("serving", "listen", lis.Addr().String(), "namespace", o.namespace, "configSecret", o.configSecret)
+
+	go startStore(runCtx, client, o.namespace, watcher, tokens, log)
+
+	select {
+	case <-signals.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serving HTTP: %w", err)
+	}
+	log.Info("shutting down: refusing new requests and draining", "drainTimeout", o.drainTimeout.String())
+	srv.StartDraining()
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), o.drainTimeout)
+	dropped := engine.Drain(drainCtx)
+	cancelDrain()
+	log.Info("drained", "dropped", dropped)
+
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancelShutdown()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		log.Info("closing HTTP connections", "error", err.Error())
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startStore waits for the first config, then loads the token store it
+// names, retrying while shards are missing or unreadable, until ctx ends.
+// The shard layout is fixed for the process: tokenStore.shards never changes
+// once set.
+func startStore(ctx context.Context, client kubernetes.Interface, namespace string, watcher *configwatch.Watcher, tokens *lateStore, log logr.Logger) {
+	select {
+	case <-watcher.Loaded():
+	case <-ctx.Done():
+		return
+	}
+	cfg, _ := watcher.Config()
+	ts := cfg.WithDefaults().TokenStore
+	st := store.NewSecrets(client, namespace, ts, store.SecretsOptions{Logger: log.WithName("store")})
+	delay := time.Second
+	for {
+		err := st.Start(ctx)
+		if err == nil {
+			tokens.set(st)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error(err, "loading the token store; retrying", "shards", ts.Shards, "retryIn", delay.String())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("reading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return tuned(cfg), nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, fmt.Errorf("not in a cluster: pass --kubeconfig: %w", err)
+		}
+		return nil, err
+	}
+	return tuned(cfg), nil
+}
+
+// tuned lifts client-go's default 5 requests per second: shard writes are
+// already bounded by the token store's byte budget.
+func tuned(cfg *rest.Config) *rest.Config {
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "im-push-dispatcher"
+	return cfg
+}
