@@ -2,7 +2,6 @@ package configwatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -271,10 +270,8 @@ func TestConfigReadyBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := document(t, "mail")
-	raw, _ := json.Marshal(map[string]string{"x": "y"})
 	for name, data := range map[string]map[string][]byte{
 		"mail-dispatcher-config": {config.SecretKey: doc},
-		"unrelated":              {config.SecretKey: raw},
 		"mail-auth":              {config.AuthTokenKey: []byte("t")},
 	} {
 		if _, err := client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data}, metav1.CreateOptions{}); err != nil {
