@@ -13,13 +13,11 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	pushv1 "github.com/imcloud/im-push-operator/api/v1alpha1"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
-	fakeapns "github.com/imcloud/im-push-operator/dispatcher/providers/fake/apns"
 	"github.com/imcloud/im-push-operator/hack/localrun"
 )
 
@@ -162,12 +160,8 @@ func run(bin string, noWait bool) error {
 	}
 
 	step("Rotating the APNs signing key in its Secret: no restart")
-	data, spec, err := fakeapns.TokenCredential("com.example.chat")
+	keyID, err := sys.RotateAPNsKey(ctx, ns, "apns-demo")
 	if err != nil {
-		return err
-	}
-	sys.APNs.Allow(sys.APNs.Certificate("apns-demo", data, spec))
-	if err := rotate(ctx, sys.Client, data, spec.KeyID, spec.TeamID); err != nil {
 		return err
 	}
 	for i := 0; ; i++ {
@@ -175,7 +169,7 @@ func run(bin string, noWait bool) error {
 			return err
 		}
 		r := sys.APNs.State.Received()
-		if kid := r[len(r)-1].Fields["kid"]; kid == spec.KeyID {
+		if kid := r[len(r)-1].Fields["kid"]; kid == keyID {
 			say("APNs request %d after the rotation is signed with the new key id %s (same dispatcher process)", i+1, kid)
 			break
 		}
@@ -222,23 +216,6 @@ func waitReady(ctx context.Context, sys *localrun.System) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("tenant not Ready after 2 minutes")
-}
-
-func rotate(ctx context.Context, c client.Client, data map[string][]byte, keyID, teamID string) error {
-	pc := &pushv1.PushCertificate{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "apns-demo"}, pc); err != nil {
-		return err
-	}
-	sec := &corev1.Secret{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pc.Spec.SecretRef.Name}, sec); err != nil {
-		return err
-	}
-	sec.Data = data
-	pc.Spec.APNs.KeyID, pc.Spec.APNs.TeamID = keyID, teamID
-	if err := c.Update(ctx, sec); err != nil {
-		return err
-	}
-	return c.Update(ctx, pc)
 }
 
 func fakes(sys *localrun.System) []*fake.State {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -50,7 +51,7 @@ type System struct {
 	// Config is an admin rest.Config; Kubeconfig a file holding it.
 	Config     *rest.Config
 	Kubeconfig string
-	Client     client.Client
+	Client     client.WithWatch
 	Runner     *Runner
 	CA         *fake.CA
 	APNs       *fakeapns.Server
@@ -91,7 +92,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if err := WriteKubeconfig(s.Kubeconfig, s.Config, ""); err != nil {
 		return nil, err
 	}
-	if s.Client, err = client.New(s.Config, client.Options{Scheme: controllers.Scheme}); err != nil {
+	if s.Client, err = client.NewWithWatch(s.Config, client.Options{Scheme: controllers.Scheme}); err != nil {
 		return nil, err
 	}
 	if err := s.startFakes(); err != nil {
@@ -295,4 +296,33 @@ func (s *System) APIToken(ctx context.Context, namespace, tenant string) (string
 		return "", err
 	}
 	return string(sec.Data[config.AuthTokenKey]), nil
+}
+
+// RotateAPNsKey gives the tenant's APNs certificate a new signing key: a new
+// .p8 in its Secret and the new key and team ids in the PushCertificate, as
+// a user rotating a key in a cluster would. The fake APNs accepts the new key.
+func (s *System) RotateAPNsKey(ctx context.Context, namespace, certificate string) (keyID string, err error) {
+	data, spec, err := fakeapns.TokenCredential("com.example.chat")
+	if err != nil {
+		return "", err
+	}
+	s.APNs.Allow(s.APNs.Certificate(certificate, data, spec))
+	return spec.KeyID, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pc := &pushv1.PushCertificate{}
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: certificate}, pc); err != nil {
+			return err
+		}
+		sec := &corev1.Secret{}
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: pc.Spec.SecretRef.Name}, sec); err != nil {
+			return err
+		}
+		if pc.Spec.APNs.KeyID != spec.KeyID {
+			pc.Spec.APNs.KeyID, pc.Spec.APNs.TeamID = spec.KeyID, spec.TeamID
+			if err := s.Client.Update(ctx, pc); err != nil {
+				return err
+			}
+		}
+		sec.Data = data
+		return s.Client.Update(ctx, sec)
+	})
 }

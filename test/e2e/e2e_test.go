@@ -24,7 +24,6 @@ import (
 	pushv1 "github.com/imcloud/im-push-operator/api/v1alpha1"
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
-	fakeapns "github.com/imcloud/im-push-operator/dispatcher/providers/fake/apns"
 	"github.com/imcloud/im-push-operator/dispatcher/store"
 	"github.com/imcloud/im-push-operator/hack/localrun"
 	"github.com/imcloud/im-push-operator/internal/testenv"
@@ -277,25 +276,8 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("a rotated credential is used without a restart", func(t *testing.T) {
 		pid := sys.Runner.Replicas(ns, tenant)[0].PID
-		data, spec, err := fakeapns.TokenCredential("com.example.chat")
+		keyID, err := sys.RotateAPNsKey(ctx, ns, "apns-demo")
 		if err != nil {
-			t.Fatal(err)
-		}
-		sys.APNs.Allow(sys.APNs.Certificate("apns-demo", data, spec))
-		pc := &pushv1.PushCertificate{}
-		if err := sys.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "apns-demo"}, pc); err != nil {
-			t.Fatal(err)
-		}
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pc.Spec.SecretRef.Name}}
-		if err := sys.Client.Get(ctx, client.ObjectKeyFromObject(sec), sec); err != nil {
-			t.Fatal(err)
-		}
-		sec.Data = data
-		pc.Spec.APNs.KeyID, pc.Spec.APNs.TeamID = spec.KeyID, spec.TeamID
-		if err := sys.Client.Update(ctx, sec); err != nil {
-			t.Fatal(err)
-		}
-		if err := sys.Client.Update(ctx, pc); err != nil {
 			t.Fatal(err)
 		}
 		i := 0
@@ -305,8 +287,8 @@ func TestEndToEnd(t *testing.T) {
 				return err
 			}
 			r := received(sys.APNs.State, apnsTok)
-			if kid := r[len(r)-1].Fields["kid"]; kid != spec.KeyID {
-				return fmt.Errorf("signed with %q, want %q", kid, spec.KeyID)
+			if kid := r[len(r)-1].Fields["kid"]; kid != keyID {
+				return fmt.Errorf("signed with %q, want %q", kid, keyID)
 			}
 			return nil
 		})
@@ -316,7 +298,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a killed dispatcher turns DispatcherAvailable False, then True", func(t *testing.T) {
-		w, err := sys.Client.(client.WithWatch).Watch(ctx, &pushv1.AppTenantList{}, client.InNamespace(ns))
+		w, err := sys.Client.Watch(ctx, &pushv1.AppTenantList{}, client.InNamespace(ns))
 		if err != nil {
 			t.Fatal(err)
 		}
