@@ -185,7 +185,8 @@ func run(bin string, noWait bool) error {
 	step("Try it by hand")
 	say("export KUBECONFIG=%s", sys.Kubeconfig)
 	say("kubectl get impush -A -o wide")
-	say("curl -H 'Authorization: Bearer %s' %s/v1/users/alice/devices", token, api.URL)
+	say("TOKEN=$(kubectl get secret -n %s %s-dispatcher-auth -o jsonpath='{.data.token}' | base64 -d)", ns, tenant)
+	say("curl -H \"Authorization: Bearer $TOKEN\" %s/v1/users/alice/devices", api.URL)
 	say("dispatcher logs: %s", logf.Name())
 	if noWait {
 		return nil

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	pushv1 "github.com/imcloud/im-push-operator/api/v1alpha1"
@@ -73,6 +74,9 @@ type System struct {
 // Start brings up the API server and etcd (with the CRDs installed), the
 // operator, every fake provider and the dispatcher runner.
 func Start(ctx context.Context, o Options) (_ *System, err error) {
+	// The operator logs through controller-runtime's logger; an unset one
+	// would print a warning with a stack trace.
+	ctrllog.SetLogger(o.Logger)
 	s := &System{Dir: o.Dir}
 	if s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "im-push-local-"); err != nil {
