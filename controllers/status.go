@@ -64,4 +64,3 @@ func applyObject(ctx context.Context, c client.Client, desired client.Object) er
 	}
 	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u}), FieldOwner, client.ForceOwnership)
 }
-

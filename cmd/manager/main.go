@@ -75,4 +75,3 @@ func filterIf(secure bool) func(*rest.Config, *http.Client) (metricsserver.Filte
 	}
 	return nil
 }
-
