@@ -274,6 +274,65 @@ func TestEndToEnd(t *testing.T) {
 		})
 	})
 
+	t.Run("each provider's invalid-token answer removes the token", func(t *testing.T) {
+		// One device per provider so every binding is tried (no fallback
+		// hides a failure); each token is scripted with the provider's own
+		// "this token is gone" answer (providers.md).
+		cases := []struct {
+			state       *fake.State
+			cert, token string
+			code        string
+		}{
+			{sys.APNs.State, "apns-demo", strings.Repeat("d4", 32), "Unregistered"},
+			{sys.FCM.State, "fcm-demo", "fcm-token-dave", "UNREGISTERED"},
+			{sys.Huawei.State, "huawei-demo", "huawei-token-dave-0001", "80300007"},
+			{sys.Honor.State, "honor-demo", "honor-token-dave", "expireToken"},
+			{sys.Xiaomi.State, "xiaomi-demo", "xiaomi-token-dave", "badregid"},
+			{sys.OPPO.State, "oppo-demo", "CN_oppo-token-dave", "10000"},
+			{sys.Vivo.State, "vivo-demo", "vivo-token-dave", "invalidUser:1"},
+			{sys.Meizu.State, "meizu-demo", "meizu-token-dave", "110002"},
+		}
+		for _, c := range cases {
+			if err := api.Bind(ctx, "dave", "dev-"+c.cert, c.cert, c.token); err != nil {
+				t.Fatal(err)
+			}
+			c.state.Script(c.token, fake.Answer{Code: c.code})
+		}
+		st, err := api.Notify(ctx, notification("n7", "carol", "gone", recipient("dave")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := states(st)
+		for _, c := range cases {
+			if s := got["dave/dev-"+c.cert]; !strings.HasPrefix(s, "failed") {
+				t.Errorf("%s answered %s: device state %q (all: %v)", c.state.Provider, c.code, s, got)
+			}
+		}
+		until(t, "every token of dave removed", func() error {
+			var devices struct {
+				Devices []struct {
+					ID       string `json:"id"`
+					Bindings []struct {
+						CertificateName string `json:"certificateName"`
+					} `json:"bindings"`
+				} `json:"devices"`
+			}
+			if err := api.Do(ctx, "GET", "/v1/users/dave/devices", nil, 200, &devices); err != nil {
+				return err
+			}
+			var left []string
+			for _, d := range devices.Devices {
+				for _, b := range d.Bindings {
+					left = append(left, b.CertificateName)
+				}
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("bindings left: %v", left)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a rotated credential is used without a restart", func(t *testing.T) {
 		pid := sys.Runner.Replicas(ns, tenant)[0].PID
 		keyID, err := sys.RotateAPNsKey(ctx, ns, "apns-demo")

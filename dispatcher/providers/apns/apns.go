@@ -309,7 +309,12 @@ func classify(resp *apns2.Response, header http.Header, now time.Time) providers
 	switch resp.Reason {
 	case apns2.ReasonUnregistered, apns2.ReasonExpiredToken:
 		r.Outcome = providers.DropToken
-		r.InvalidSince = resp.Timestamp.Time
+		// APNs sends milliseconds but apns2 keeps whole seconds; the end of
+		// that second is the latest instant the timestamp can stand for, so
+		// a token bound earlier in the same second is still removed.
+		if !resp.Timestamp.IsZero() {
+			r.InvalidSince = resp.Timestamp.Add(time.Second - time.Nanosecond)
+		}
 	case apns2.ReasonBadDeviceToken, apns2.ReasonDeviceTokenNotForTopic, apns2.ReasonMissingDeviceToken:
 		r.Outcome = providers.DropToken
 	case apns2.ReasonBadTopic, apns2.ReasonMissingTopic, apns2.ReasonTopicDisallowed,
