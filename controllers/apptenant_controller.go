@@ -138,7 +138,8 @@ func (r *AppTenantReconciler) converge(ctx context.Context, t *pushv1.AppTenant)
 		if err != nil {
 			return nil, fmt.Errorf("rendering dispatcher config: %w", err)
 		}
-		if err := apply(ConfigSecret(t, doc), secretMeta()); err != nil {
+		// The full Secret (read uncached), so its data is compared too.
+		if err := apply(ConfigSecret(t, doc), &corev1.Secret{}); err != nil {
 			return nil, err
 		}
 		status.ConfigHash = config.Hash(doc)
@@ -323,6 +324,7 @@ func (r *AppTenantReconciler) applyOwned(ctx context.Context, t *pushv1.AppTenan
 	err := r.Get(ctx, key, existing)
 	switch {
 	case apierrors.IsNotFound(err):
+		existing = nil
 	case err != nil:
 		return "", fmt.Errorf("reading %s %s: %w", kind, key, err)
 	default:
@@ -335,7 +337,7 @@ func (r *AppTenantReconciler) applyOwned(ctx context.Context, t *pushv1.AppTenan
 	if err := controllerutil.SetControllerReference(t, desired, r.Scheme()); err != nil {
 		return "", err
 	}
-	if err := applyObject(ctx, r.Client, desired); err != nil {
+	if _, err := applyObject(ctx, r.Client, desired, existing); err != nil {
 		return "", fmt.Errorf("applying %s %s: %w", kind, key, err)
 	}
 	return "", nil

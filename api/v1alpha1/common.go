@@ -9,6 +9,9 @@ const (
 	LabelTenant = "push.imcloud.io/tenant"
 	// AnnotationFillBytes is written by the dispatcher on each shard Secret.
 	AnnotationFillBytes = "push.imcloud.io/fill-bytes"
+	// AnnotationAppliedHash is the hash of what the operator last applied to
+	// an owned object; with it an unchanged tenant reconciles without writes.
+	AnnotationAppliedHash = "push.imcloud.io/applied-hash"
 	// SecretTypeDeviceTokens is the type of the shard Secrets.
 	SecretTypeDeviceTokens = "push.imcloud.io/device-tokens"
 	// Finalizer guards certificates in use and tenants' shard Secrets.
