@@ -1,14 +1,20 @@
 package controllers_test
 
+// Tests here call Reconcile directly on a second, counting client, to see
+// what one reconcile writes and what it asks to be requeued for.
+
 import (
 	"context"
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
@@ -20,6 +26,7 @@ import (
 	"github.com/imcloud/im-push-operator/controllers"
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
+	fakeapns "github.com/imcloud/im-push-operator/dispatcher/providers/fake/apns"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/registry"
 )
 
@@ -141,4 +148,53 @@ func TestReconcilingUnchangedObjectsWritesNothing(t *testing.T) {
 		g.Expect(k8s.Get(ctx, key, d)).To(Succeed())
 		g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
 	}).Should(Succeed())
+}
+
+// TestPushCertificateExpiryIsFlaggedOnTime: a certificate is requeued for the
+// moment ExpiringSoon must turn True (30 days before expiry) and, once within
+// that window, for its expiry; entering the window emits one Warning event.
+func TestPushCertificateExpiryIsFlaggedOnTime(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	g := NewWithT(t)
+	now := clock.Now()
+	_, rec, reconcile := reconcilers(t)
+	certReconcile := reconcile[0]
+
+	for _, c := range []struct {
+		name    string
+		expires time.Duration
+		soon    metav1.ConditionStatus
+		requeue time.Duration
+	}{
+		{"apns-40d", 40 * 24 * time.Hour, metav1.ConditionFalse, 10 * 24 * time.Hour},
+		{"apns-10d", 10 * 24 * time.Hour, metav1.ConditionTrue, 10 * 24 * time.Hour},
+	} {
+		data, spec, err := fakeapns.P12Credential("com.example.chat", "pw", now.Add(c.expires))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(k8s.Create(ctx, secret(ns, c.name, data))).To(Succeed())
+		g.Expect(k8s.Create(ctx, apnsCert(ns, c.name, c.name, spec))).To(Succeed())
+		pc := readyOf(t, ns, c.name, pushv1.ReasonValid)
+		g.Expect(condition(pc.Status.Conditions, pushv1.ConditionExpiringSoon).Status).To(Equal(c.soon), c.name)
+
+		res, err := certReconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pc)})
+		g.Expect(err).NotTo(HaveOccurred())
+		// expiresAt is kept to whole seconds.
+		g.Expect(res.RequeueAfter).To(BeNumerically("~", c.requeue, time.Second), c.name)
+	}
+
+	// The manager's reconcile emitted the Warning when the condition turned
+	// True; a later reconcile (the condition already True) emits none.
+	eventually(t).Eventually(func(g Gomega) {
+		list := &eventsv1.EventList{}
+		g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		var warnings []string
+		for _, e := range list.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == pushv1.ReasonExpiresSoon {
+				warnings = append(warnings, e.Regarding.Name+": "+e.Note)
+			}
+		}
+		g.Expect(warnings).To(ConsistOf(HavePrefix("apns-10d: credential expires at")))
+	}).Should(Succeed())
+	g.Expect(rec.Events).To(BeEmpty())
 }
