@@ -100,6 +100,7 @@ func run(signals context.Context, o options, restCfg *rest.Config, lis net.Liste
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := server.NewMetrics(reg)
+	storeMetrics := store.NewMetrics(reg)
 
 	// The store, watcher and engine outlive the signal: accepted deliveries
 	// still read and clean tokens while draining.
@@ -149,7 +150,7 @@ func run(signals context.Context, o options, restCfg *rest.Config, lis net.Liste
 	go func() { serveErr <- httpServer.Serve(lis) }()
 	log.Info("serving", "listen", lis.Addr().String(), "namespace", o.namespace, "configSecret", o.configSecret)
 
-	go startStore(runCtx, client, o.namespace, watcher, tokens, log)
+	go startStore(runCtx, client, o.namespace, watcher, tokens, storeMetrics, log)
 
 	select {
 	case <-signals.Done():
@@ -176,7 +177,7 @@ func run(signals context.Context, o options, restCfg *rest.Config, lis net.Liste
 // names, retrying while shards are missing or unreadable, until ctx ends.
 // The shard layout is fixed for the process: tokenStore.shards never changes
 // once set.
-func startStore(ctx context.Context, client kubernetes.Interface, namespace string, watcher *configwatch.Watcher, tokens *lateStore, log logr.Logger) {
+func startStore(ctx context.Context, client kubernetes.Interface, namespace string, watcher *configwatch.Watcher, tokens *lateStore, sm *store.Metrics, log logr.Logger) {
 	select {
 	case <-watcher.Loaded():
 	case <-ctx.Done():
@@ -184,12 +185,13 @@ func startStore(ctx context.Context, client kubernetes.Interface, namespace stri
 	}
 	cfg, _ := watcher.Config()
 	ts := cfg.WithDefaults().TokenStore
-	st := store.NewSecrets(client, namespace, ts, store.SecretsOptions{Logger: log.WithName("store")})
+	st := store.NewSecrets(client, namespace, ts, store.SecretsOptions{Logger: log.WithName("store"), Metrics: sm.Hooks()})
 	delay := time.Second
 	for {
 		err := st.Start(ctx)
 		if err == nil {
 			tokens.set(st)
+			sm.Observe(st)
 			return
 		}
 		if ctx.Err() != nil {

@@ -197,6 +197,26 @@ func TestServeAndDrain(t *testing.T) {
 		!strings.Contains(body, `impush_dispatcher_config_reloads_total{result="success"} 1`) {
 		t.Fatalf("metrics lack the config series:\n%s", body)
 	}
+	// The one committed bind shows as a store write on bob's shard, and the
+	// fill gauge reports that shard's bytes as the API server holds them.
+	_, body = call(t, http.MethodGet, base+"/metrics", "")
+	sec, err = client.CoreV1().Secrets(ns).Get(context.Background(), shard, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := 0
+	for k, v := range sec.Data {
+		fill += len(k) + len(v)
+	}
+	for _, want := range []string{
+		`impush_dispatcher_store_writes_total{shard="` + shard + `"} 1`,
+		`impush_dispatcher_store_calls_total{shard="` + shard + `"} 1`,
+		fmt.Sprintf(`impush_dispatcher_store_shard_fill_bytes{shard="%s"} %d`, shard, fill),
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
 
 	signal()
 	select {
