@@ -21,15 +21,13 @@ package honor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -114,11 +112,12 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 		badge:   strings.TrimSpace(string(cert.Data[KeyBadgeClass])),
 	}
 	tokenURL := providers.JoinURL(providers.BaseURL(cert, DefaultAuthURL), TokenPath)
+	oauth := &providers.ClientCredentials{Vendor: "honor token endpoint", TokenURL: tokenURL, DefaultLifetime: defaultTokenLifetime, HTTP: hc, Now: c.now}
 	c.tokens = &providers.TokenCache{
 		Now:    c.now,
 		Margin: tokenMargin,
 		Fetch: func(ctx context.Context) (string, time.Time, error) {
-			return fetchToken(ctx, hc, tokenURL, spec.ClientID, secret, c.now)
+			return oauth.Fetch(ctx, spec.ClientID, secret)
 		},
 	}
 	return c, nil
@@ -146,7 +145,7 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 func (c *client) send(ctx context.Context, body *request, token string) (providers.Result, bool) {
 	access, err := c.tokens.Get(ctx)
 	if err != nil {
-		return authResult(err), false
+		return providers.AuthResult(err), false
 	}
 	header := http.Header{
 		"Authorization": {"Bearer " + access},
@@ -198,9 +197,9 @@ func classify(r *providers.Reply, token string, now time.Time) (providers.Result
 		res.Outcome = providers.Delivered
 		if d := a.Data; d != nil {
 			switch {
-			case contains(d.ExpireTokens, token):
+			case slices.Contains(d.ExpireTokens, token):
 				res.Outcome, res.Reason = providers.DropToken, reasonExpireToken
-			case contains(d.FailTokens, token):
+			case slices.Contains(d.FailTokens, token):
 				res.Outcome, res.Reason = providers.Retry, reasonFailToken
 			}
 		}
@@ -224,68 +223,6 @@ func byStatus(status int) providers.Outcome {
 		return providers.BadMessage
 	}
 	return providers.Retry
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// authError is a failed token request, already classified.
-type authError struct{ res providers.Result }
-
-func (e *authError) Error() string { return e.res.Err.Error() }
-func (e *authError) Unwrap() error { return e.res.Err }
-
-func authResult(err error) providers.Result {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return ae.res
-	}
-	return providers.TransportResult(err)
-}
-
-// tokenAnswer is the OpenID Connect token endpoint's answer.
-type tokenAnswer struct {
-	AccessToken string `json:"access_token"`
-	ExpiresIn   int64  `json:"expires_in"`
-	Error       string `json:"error"`
-	Description string `json:"error_description"`
-}
-
-func fetchToken(ctx context.Context, hc *http.Client, tokenURL, clientID, secret string, now func() time.Time) (string, time.Time, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}}
-	reply, err := providers.PostForm(ctx, hc, tokenURL, form, nil)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	var a tokenAnswer
-	decodeErr := reply.Decode(&a)
-	if reply.Status == http.StatusOK && decodeErr == nil && a.AccessToken != "" {
-		lifetime := time.Duration(a.ExpiresIn) * time.Second
-		if lifetime <= 0 {
-			lifetime = defaultTokenLifetime
-		}
-		return a.AccessToken, now().Add(lifetime), nil
-	}
-	res := providers.Result{Outcome: providers.BadCredentials, Reason: a.Error}
-	if res.Reason == "" {
-		res.Reason = strconv.Itoa(reply.Status)
-	}
-	if reply.Status >= 500 || reply.Status == http.StatusTooManyRequests {
-		res.Outcome = providers.Retry
-		res.RetryAfter = providers.ParseRetryAfter(reply.Header, now())
-	}
-	if decodeErr != nil {
-		res.Err = fmt.Errorf("honor token endpoint: %w", decodeErr)
-	} else {
-		res.Err = fmt.Errorf("honor token endpoint HTTP %d: %s: %s", reply.Status, res.Reason, a.Description)
-	}
-	return "", time.Time{}, &authError{res: res}
 }
 
 // request is the send body: no message wrapper, camelCase keys.
@@ -323,19 +260,16 @@ type badge struct {
 }
 
 func (c *client) request(m *providers.Message) (*request, error) {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
+	key := providers.CollapseKey(m)
 	req := &request{
 		Android: android{
-			TTL: ttl(m.Expiration, c.now()),
+			TTL: providers.TTLSeconds(m.Expiration, c.now(), maxTTL),
 			Notification: notification{
 				Title:       m.Title,
 				Body:        m.Body,
 				ClickAction: clickAction{Type: 3},
 				Importance:  m.Classification.HonorImportance,
-				NotifyID:    notifyID(key),
+				NotifyID:    providers.NotifyID(key),
 				Tag:         key,
 			},
 		},
@@ -350,65 +284,14 @@ func (c *client) request(m *providers.Message) (*request, error) {
 	if m.Badge != nil && c.badge != "" {
 		req.Android.Notification.Badge = &badge{SetNum: min(max(*m.Badge, 0), 99), BadgeClass: c.badge}
 	}
-	if err := fit(req); err != nil {
+	// Body, then title, are shortened until the request without its token
+	// is within MaxMessageBytes.
+	req.Token = []string{}
+	if err := providers.FitJSON(req, MaxMessageBytes, &req.Android.Notification.Body, &req.Android.Notification.Title); err != nil {
 		return nil, err
 	}
 	req.Token = []string{m.Token}
 	return req, nil
-}
-
-// fit shortens body, then title, until the request without its tokens is
-// within MaxMessageBytes.
-func fit(req *request) error {
-	req.Token = []string{}
-	n := &req.Android.Notification
-	for _, field := range []*string{&n.Body, &n.Title} {
-		for {
-			enc, err := json.Marshal(req)
-			if err != nil {
-				return err
-			}
-			over := len(enc) - MaxMessageBytes
-			if over <= 0 {
-				return nil
-			}
-			if *field == "" {
-				break
-			}
-			*field = truncateBytes(*field, len(*field)-over)
-		}
-	}
-	return nil
-}
-
-// truncateBytes cuts s to at most n bytes on a rune boundary.
-func truncateBytes(s string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// ttl renders the time left until exp; empty means Honor's default.
-func ttl(exp, now time.Time) string {
-	if exp.IsZero() {
-		return ""
-	}
-	d := min(max(exp.Sub(now), time.Second), maxTTL)
-	return fmt.Sprintf("%ds", int64(d/time.Second))
-}
-
-// notifyID maps a collapse key onto 0..2147483647 with FNV-1a 32.
-func notifyID(key string) int32 {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int32(h.Sum32() & 0x7fffffff)
 }
 
 // Validate checks the certificate without any network call.
@@ -425,11 +308,11 @@ func Validate(cert *config.Certificate) (providers.CredentialInfo, error) {
 	if err := providers.RequireKeys(cert.Data, config.KeyClientSecret); err != nil {
 		return providers.CredentialInfo{}, err
 	}
-	if err := printable(config.KeyClientSecret, cert.Data[config.KeyClientSecret]); err != nil {
+	if err := providers.VisibleASCII(config.KeyClientSecret, cert.Data[config.KeyClientSecret]); err != nil {
 		return providers.CredentialInfo{}, err
 	}
 	if v, ok := cert.Data[KeyBadgeClass]; ok {
-		if err := printable(KeyBadgeClass, v); err != nil {
+		if err := providers.VisibleASCII(KeyBadgeClass, v); err != nil {
 			return providers.CredentialInfo{}, err
 		}
 	}
@@ -445,21 +328,6 @@ func specID(field, v string) error {
 	for i := 0; i < len(v); i++ {
 		if v[i] <= ' ' || v[i] > '~' || v[i] == '/' {
 			return &providers.CredentialError{Reason: providers.ReasonInvalidCredentials, Message: fmt.Sprintf("spec.honor.%s %q holds a character not allowed in an id", field, v)}
-		}
-	}
-	return nil
-}
-
-// printable accepts a value that is non-blank visible ASCII once surrounding
-// whitespace (a trailing newline from a file) is trimmed.
-func printable(key string, v []byte) error {
-	s := strings.TrimSpace(string(v))
-	if s == "" {
-		return providers.Invalid(key, "is blank")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return providers.Invalid(key, "holds a character that is not visible ASCII at byte %d", i)
 		}
 	}
 	return nil

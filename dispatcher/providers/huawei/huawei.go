@@ -18,14 +18,12 @@ package huawei
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -120,11 +118,12 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 		badge:   strings.TrimSpace(string(cert.Data[KeyBadgeClass])),
 	}
 	tokenURL := providers.JoinURL(providers.BaseURL(cert, DefaultAuthURL), TokenPath)
+	oauth := &providers.ClientCredentials{Vendor: "huawei OAuth", TokenURL: tokenURL, DefaultLifetime: defaultTokenLifetime, HTTP: hc, Now: c.now}
 	c.tokens = &providers.TokenCache{
 		Now:    c.now,
 		Margin: tokenMargin,
 		Fetch: func(ctx context.Context) (string, time.Time, error) {
-			return fetchToken(ctx, hc, tokenURL, clientID, secret, c.now)
+			return oauth.Fetch(ctx, clientID, secret)
 		},
 	}
 	return c, nil
@@ -161,7 +160,7 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 func (c *client) send(ctx context.Context, body *request, token string) (providers.Result, bool) {
 	access, err := c.tokens.Get(ctx)
 	if err != nil {
-		return authResult(err), false
+		return providers.AuthResult(err), false
 	}
 	reply, err := providers.PostJSON(ctx, c.http, c.sendURL, body, http.Header{"Authorization": {"Bearer " + access}})
 	if err != nil {
@@ -214,7 +213,7 @@ func classify(r *providers.Reply, token string, now time.Time) providers.Result 
 			return res
 		}
 		switch {
-		case contains(p.IllegalTokens, token):
+		case slices.Contains(p.IllegalTokens, token):
 			res.Outcome = providers.DropToken
 		case p.Success > 0:
 			res.Outcome = providers.Delivered
@@ -265,70 +264,6 @@ func byStatus(status int) providers.Result {
 	return res
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// authError is a failed token request, already classified.
-type authError struct{ res providers.Result }
-
-func (e *authError) Error() string { return e.res.Err.Error() }
-func (e *authError) Unwrap() error { return e.res.Err }
-
-func authResult(err error) providers.Result {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return ae.res
-	}
-	return providers.TransportResult(err)
-}
-
-// tokenAnswer is the OAuth endpoint's answer, success or error. Huawei's
-// error is a number, so it is kept raw.
-type tokenAnswer struct {
-	AccessToken string          `json:"access_token"`
-	ExpiresIn   int64           `json:"expires_in"`
-	Error       json.RawMessage `json:"error"`
-	SubError    json.RawMessage `json:"sub_error"`
-	Description string          `json:"error_description"`
-}
-
-func fetchToken(ctx context.Context, hc *http.Client, tokenURL, clientID, secret string, now func() time.Time) (string, time.Time, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}}
-	reply, err := providers.PostForm(ctx, hc, tokenURL, form, nil)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	var a tokenAnswer
-	decodeErr := reply.Decode(&a)
-	if reply.Status == http.StatusOK && decodeErr == nil && a.AccessToken != "" {
-		lifetime := time.Duration(a.ExpiresIn) * time.Second
-		if lifetime <= 0 {
-			lifetime = defaultTokenLifetime
-		}
-		return a.AccessToken, now().Add(lifetime), nil
-	}
-	res := providers.Result{Outcome: providers.BadCredentials, Reason: strings.Trim(string(a.Error), `"`)}
-	if res.Reason == "" {
-		res.Reason = fmt.Sprint(reply.Status)
-	}
-	if reply.Status >= 500 || reply.Status == http.StatusTooManyRequests {
-		res.Outcome = providers.Retry
-		res.RetryAfter = providers.ParseRetryAfter(reply.Header, now())
-	}
-	if decodeErr != nil {
-		res.Err = fmt.Errorf("huawei OAuth: %w", decodeErr)
-	} else {
-		res.Err = fmt.Errorf("huawei OAuth HTTP %d: error %s (sub_error %s): %s", reply.Status, res.Reason, string(a.SubError), a.Description)
-	}
-	return "", time.Time{}, &authError{res: res}
-}
-
 // request is the send body (providers.md §3).
 type request struct {
 	ValidateOnly bool    `json:"validate_only"`
@@ -367,16 +302,16 @@ type badge struct {
 }
 
 func (c *client) request(m *providers.Message) (*request, error) {
-	key := collapseKey(m)
+	key := providers.CollapseKey(m)
 	msg := message{
 		Android: android{
 			Category: m.Classification.HuaweiCategory,
-			TTL:      ttl(m.Expiration, c.now()),
+			TTL:      providers.TTLSeconds(m.Expiration, c.now(), maxTTL),
 			Notification: notification{
 				Title:       m.Title,
 				Body:        m.Body,
 				ClickAction: clickAction{Type: 3},
-				NotifyID:    notifyID(key),
+				NotifyID:    providers.NotifyID(key),
 				Tag:         key,
 			},
 		},
@@ -391,79 +326,16 @@ func (c *client) request(m *providers.Message) (*request, error) {
 	if m.Badge != nil && c.badge != "" {
 		msg.Android.Notification.Badge = &badge{SetNum: min(max(*m.Badge, 0), 99), Class: c.badge}
 	}
+	// Body, then title, are shortened until the request without its token
+	// is within MaxMessageBytes; the limit's exact scope is not documented,
+	// so the whole request is measured.
 	req := &request{Message: msg}
-	if err := fit(req); err != nil {
+	req.Message.Token = []string{}
+	if err := providers.FitJSON(req, MaxMessageBytes, &req.Message.Android.Notification.Body, &req.Message.Android.Notification.Title); err != nil {
 		return nil, err
 	}
 	req.Message.Token = []string{m.Token}
 	return req, nil
-}
-
-// fit shortens body, then title, until the request without its tokens is
-// within MaxMessageBytes; what cannot be made to fit is left for Huawei to
-// refuse. The whole request is measured, as the limit's exact scope is not
-// documented.
-func fit(req *request) error {
-	req.Message.Token = []string{}
-	n := &req.Message.Android.Notification
-	for _, field := range []*string{&n.Body, &n.Title} {
-		for {
-			enc, err := json.Marshal(req)
-			if err != nil {
-				return err
-			}
-			over := len(enc) - MaxMessageBytes
-			if over <= 0 {
-				return nil
-			}
-			if *field == "" {
-				break
-			}
-			*field = truncateBytes(*field, len(*field)-over)
-		}
-	}
-	return nil
-}
-
-// truncateBytes cuts s to at most n bytes on a rune boundary.
-func truncateBytes(s string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// ttl renders the time left until exp, within Huawei's bounds; empty means
-// Huawei's default (one day).
-func ttl(exp, now time.Time) string {
-	if exp.IsZero() {
-		return ""
-	}
-	d := min(max(exp.Sub(now), time.Second), maxTTL)
-	return fmt.Sprintf("%ds", int64(d/time.Second))
-}
-
-// collapseKey is the string notifications replace each other by: the
-// message's collapse key, or its id.
-func collapseKey(m *providers.Message) string {
-	if m.CollapseKey != "" {
-		return m.CollapseKey
-	}
-	return m.ID
-}
-
-// notifyID maps a collapse key onto 0..2147483647 with FNV-1a 32, so equal
-// keys replace each other on the device.
-func notifyID(key string) int32 {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int32(h.Sum32() & 0x7fffffff)
 }
 
 // Validate checks the certificate without any network call.
@@ -483,11 +355,11 @@ func Validate(cert *config.Certificate) (providers.CredentialInfo, error) {
 	if err := providers.RequireKeys(cert.Data, config.KeyClientSecret); err != nil {
 		return providers.CredentialInfo{}, err
 	}
-	if err := printable(config.KeyClientSecret, cert.Data[config.KeyClientSecret]); err != nil {
+	if err := providers.VisibleASCII(config.KeyClientSecret, cert.Data[config.KeyClientSecret]); err != nil {
 		return providers.CredentialInfo{}, err
 	}
 	if v, ok := cert.Data[KeyBadgeClass]; ok {
-		if err := printable(KeyBadgeClass, v); err != nil {
+		if err := providers.VisibleASCII(KeyBadgeClass, v); err != nil {
 			return providers.CredentialInfo{}, err
 		}
 	}
@@ -501,21 +373,6 @@ func digits(field, v string) error {
 	}
 	if strings.Trim(v, "0123456789") != "" || len(v) > 32 {
 		return &providers.CredentialError{Reason: providers.ReasonInvalidCredentials, Message: fmt.Sprintf("spec.huawei.%s %q is not a numeric Huawei id", field, v)}
-	}
-	return nil
-}
-
-// printable accepts a value that is non-blank visible ASCII once surrounding
-// whitespace (a trailing newline from a file) is trimmed.
-func printable(key string, v []byte) error {
-	s := strings.TrimSpace(string(v))
-	if s == "" {
-		return providers.Invalid(key, "is blank")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return providers.Invalid(key, "holds a character that is not visible ASCII at byte %d", i)
-		}
 	}
 	return nil
 }

@@ -367,27 +367,3 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestNotifyIDAndTTL(t *testing.T) {
-	// FNV-1a 32 of "conv-42" is 0x560d3e44, computed outside Go:
-	// python3 -c "from functools import reduce; h = reduce(lambda h, b: ((h ^ b) * 0x01000193) & 0xffffffff, b'conv-42', 0x811c9dc5); print(hex(h), h & 0x7fffffff)"
-	if got := notifyID("conv-42"); got != 1443708484 {
-		t.Errorf("notifyID(conv-42) = %d", got)
-	}
-	if got := collapseKey(&providers.Message{ID: "n-9"}); got != "n-9" {
-		t.Errorf("collapseKey without CollapseKey = %q, want the id", got)
-	}
-	for _, tc := range []struct {
-		exp  time.Time
-		want string
-	}{
-		{time.Time{}, ""},
-		{start.Add(-time.Minute), "1s"},
-		{start.Add(90 * time.Second), "90s"},
-		{start.Add(30 * 24 * time.Hour), "1296000s"},
-	} {
-		if got := ttl(tc.exp, start); got != tc.want {
-			t.Errorf("ttl(%v) = %q, want %q", tc.exp, got, tc.want)
-		}
-	}
-}

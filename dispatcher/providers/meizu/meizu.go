@@ -172,8 +172,8 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 		NoticeBarInfo: noticeBarInfo{
 			NoticeMsgType: m.Classification.MeizuNoticeMsgType,
 			NoticeBarType: standardBar,
-			Title:         truncate(m.Title, maxTitle),
-			Content:       truncate(m.Body, maxContent),
+			Title:         providers.TruncateRunes(m.Title, maxTitle),
+			Content:       providers.TruncateRunes(m.Body, maxContent),
 		},
 		ClickTypeInfo: clickTypeInfo{ClickType: clickOpenApp, Parameters: m.Data},
 		PushTimeInfo:  pushTimeInfo{OffLine: offlineOn, ValidTime: validHours(m.Expiration, c.now())},
@@ -208,10 +208,7 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 // notifyKey is 8 characters of [0-9A-Za-z_-]: the base64url encoding of 48
 // bits of FNV-1a 64 over the collapse key (or the notification id).
 func notifyKey(m *providers.Message) string {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
+	key := providers.CollapseKey(m)
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	var b [8]byte
@@ -226,17 +223,6 @@ func validHours(exp, now time.Time) int64 {
 	}
 	h := int64((exp.Sub(now) + time.Hour - 1) / time.Hour)
 	return min(max(h, minValidHours), maxValidHours)
-}
-
-func truncate(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
 }
 
 // valueResult reads the per-pushId map of a code-200 answer; our pushId

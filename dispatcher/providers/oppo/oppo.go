@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -108,23 +107,11 @@ func Validate(cert *config.Certificate) (providers.CredentialInfo, error) {
 		return providers.CredentialInfo{}, err
 	}
 	for _, key := range []string{config.KeyAppKey, config.KeyMasterSecret} {
-		if err := printable(key, cert.Data[key]); err != nil {
+		if err := providers.NoSpace(key, cert.Data[key]); err != nil {
 			return providers.CredentialInfo{}, err
 		}
 	}
 	return providers.CredentialInfo{Subject: "appKey " + string(cert.Data[config.KeyAppKey])}, nil
-}
-
-// printable rejects values with spaces or control characters: a trailing
-// newline from `kubectl create secret --from-file` would otherwise surface
-// only as a signature error at the first send.
-func printable(key string, v []byte) error {
-	for _, r := range string(v) {
-		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return providers.Invalid(key, "contains whitespace or control characters (a trailing newline?)")
-		}
-	}
-	return nil
 }
 
 func (c *client) Provider() config.Provider { return config.OPPO }
@@ -290,8 +277,8 @@ func (c *client) message(m *providers.Message) ([]byte, *providers.Result) {
 		return nil, &providers.Result{Outcome: providers.BadMessage, Reason: "EmptyTitleOrBody"}
 	}
 	n := notification{
-		Title:           truncate(m.Title, maxTitle),
-		Content:         truncate(m.Body, maxContent),
+		Title:           providers.TruncateRunes(m.Title, maxTitle),
+		Content:         providers.TruncateRunes(m.Body, maxContent),
 		ChannelID:       c.channelID,
 		Category:        m.Classification.OPPOCategory,
 		NotifyID:        notifyID(m),
@@ -317,10 +304,7 @@ func (c *client) message(m *providers.Message) ([]byte, *providers.Result) {
 // notifyID is FNV-1a 32 of the collapse key (or the notification id), kept
 // positive and non-zero: the same key replaces the previous notification.
 func notifyID(m *providers.Message) int32 {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
+	key := providers.CollapseKey(m)
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	if id := int32(h.Sum32() & 0x7fffffff); id != 0 {
@@ -336,17 +320,6 @@ func offlineTTL(exp, now time.Time) int64 {
 	}
 	d := min(max(exp.Sub(now), time.Second), maxOfflineTTL)
 	return int64((d + time.Second - 1) / time.Second)
-}
-
-func truncate(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
 }
 
 // codeResult maps an OPPO answer code (providers.md §6 "Errors").

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -100,23 +99,11 @@ func Validate(cert *config.Certificate) (providers.CredentialInfo, error) {
 		return providers.CredentialInfo{}, err
 	}
 	for _, key := range []string{config.KeyAppKey, config.KeyAppSecret} {
-		if err := printable(key, cert.Data[key]); err != nil {
+		if err := providers.NoSpace(key, cert.Data[key]); err != nil {
 			return providers.CredentialInfo{}, err
 		}
 	}
 	return providers.CredentialInfo{Subject: "appId " + cert.Vivo.AppID}, nil
-}
-
-// printable rejects values with spaces or control characters: vivo signs
-// trimmed values, so a trailing newline from `kubectl create secret
-// --from-file` would otherwise surface only as an auth error at the first send.
-func printable(key string, v []byte) error {
-	for _, r := range string(v) {
-		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return providers.Invalid(key, "contains whitespace or control characters (a trailing newline?)")
-		}
-	}
-	return nil
 }
 
 func (c *client) Provider() config.Provider { return config.Vivo }
@@ -288,10 +275,7 @@ func (c *client) request(m *providers.Message) (*sendRequest, *providers.Result)
 // notifyID maps FNV-1a 32 of the collapse key (or the notification id) into
 // vivo's 1..2147483647: the same key replaces the previous notification.
 func notifyID(m *providers.Message) int32 {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
+	key := providers.CollapseKey(m)
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return int32(h.Sum32()%2147483647) + 1

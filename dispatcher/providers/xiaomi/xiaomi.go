@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"net/url"
 	"slices"
@@ -208,18 +207,15 @@ func byStatus(status int) providers.Outcome {
 }
 
 func (c *client) form(m *providers.Message) (url.Values, error) {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
+	key := providers.CollapseKey(m)
 	f := url.Values{
 		"registration_id":         {m.Token},
 		"restricted_package_name": {c.pkg},
 		"pass_through":            {"0"},
 		"notify_type":             {"-1"},
-		"title":                   {truncateRunes(m.Title, MaxTitleRunes)},
-		"description":             {truncateRunes(m.Body, MaxDescriptionRunes)},
-		"notify_id":               {strconv.FormatInt(int64(notifyID(key)), 10)},
+		"title":                   {providers.TruncateRunes(m.Title, MaxTitleRunes)},
+		"description":             {providers.TruncateRunes(m.Body, MaxDescriptionRunes)},
+		"notify_id":               {strconv.FormatInt(int64(providers.NotifyID(key)), 10)},
 		"extra.notify_effect":     {"1"},
 	}
 	if c.channel != "" {
@@ -258,26 +254,6 @@ func addExtras(f url.Values, data map[string]string) {
 		f.Set("extra."+k, data[k])
 		n, chars = n+1, chars+size
 	}
-}
-
-// truncateRunes cuts s to at most n characters.
-func truncateRunes(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
-}
-
-// notifyID maps a collapse key onto 0..2147483647 with FNV-1a 32; an equal
-// notify_id replaces the earlier notification.
-func notifyID(key string) int32 {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int32(h.Sum32() & 0x7fffffff)
 }
 
 // Validate checks the certificate without any network call.
