@@ -47,7 +47,7 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func startFake(t *testing.T) *fakeapns.Server {
+func startFake(t testing.TB) *fakeapns.Server {
 	t.Helper()
 	ca, err := fake.NewCA()
 	if err != nil {

@@ -131,6 +131,11 @@ func fetchToken(ctx context.Context, hc *http.Client, saJSON []byte) (string, ti
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	// oauth2 accepts a 200 without access_token; passed on, the empty token
+	// fails inside the SDK, which retries that for seconds as a network error.
+	if tok.AccessToken == "" {
+		return "", time.Time{}, errors.New("fcm: the token endpoint answered without an access_token")
+	}
 	return tok.AccessToken, tok.Expiry, nil
 }
 

@@ -47,7 +47,7 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func startFake(t *testing.T) *fakefcm.Server {
+func startFake(t testing.TB) *fakefcm.Server {
 	t.Helper()
 	ca, err := fake.NewCA()
 	if err != nil {
@@ -64,7 +64,7 @@ func startFake(t *testing.T) *fakefcm.Server {
 // credential returns a certificate for a new service account of project;
 // its token_uri points at Google, so the endpoint override is what makes the
 // exchange reach the fake.
-func credential(t *testing.T, srv *fakefcm.Server) *config.Certificate {
+func credential(t testing.TB, srv *fakefcm.Server) *config.Certificate {
 	t.Helper()
 	data, spec, err := fakefcm.TestCredential(project, "https://oauth2.googleapis.com/token")
 	if err != nil {
