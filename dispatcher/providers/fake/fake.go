@@ -9,6 +9,7 @@
 package fake
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,12 +18,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // CA is a self-signed certificate authority that issues the fakes' server
@@ -95,7 +99,9 @@ type Answer struct {
 	// Code is provider-specific: the reason/errorCode/code the fake answers
 	// with ("Unregistered", "UNREGISTERED", "80300007", "10000", ...). Empty
 	// means success. Each fake documents the codes it knows; "status:NNN"
-	// answers a bare HTTP status. "reset" closes the connection abruptly.
+	// answers a bare HTTP status. "reset" aborts the exchange (an HTTP/2
+	// RST_STREAM). Every fake also knows the connection faults GoAway and
+	// ConnReset, which Pause carries out.
 	Code string `json:"code,omitempty"`
 	// Delay is added before answering.
 	Delay time.Duration `json:"delay,omitempty"`
@@ -104,6 +110,18 @@ type Answer struct {
 	// Times is how many sends this answer applies to; 0 means every send.
 	Times int `json:"times,omitempty"`
 }
+
+// Connection faults: answer codes that end the connection the send came on,
+// whatever the provider. Other exchanges on that connection end too.
+const (
+	// GoAway sends an HTTP/2 GOAWAY admitting every stream (so the client
+	// cannot tell whether this send was processed and may not retry it
+	// silently) and closes the connection without answering. On HTTP/1.1 it
+	// closes the connection.
+	GoAway = "goaway"
+	// ConnReset resets the TCP connection (RST) without answering.
+	ConnReset = "connreset"
+)
 
 // AnyToken scripts an answer for every token that has no script of its own.
 const AnyToken = "*"
@@ -133,6 +151,8 @@ type State struct {
 	authFail int
 	latency  time.Duration
 	changed  chan struct{}
+	// opened and open count connections (Instrument).
+	opened, open int
 }
 
 // NewState returns an empty state for a provider.
@@ -252,6 +272,58 @@ func (s *State) WaitFor(n int, timeout time.Duration) []Received {
 	}
 }
 
+// Connections returns how many connections the fake has accepted and how
+// many of them are still open.
+func (s *State) Connections() (opened, open int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened, s.open
+}
+
+// WaitClosed blocks until no connection is open or timeout passes, and
+// returns how many are open.
+func (s *State) WaitClosed(timeout time.Duration) int {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		ch := s.Changed()
+		if _, open := s.Connections(); open == 0 {
+			return 0
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			_, open := s.Connections()
+			return open
+		}
+	}
+}
+
+type connKey struct{}
+
+// Instrument counts srv's connections (Connections, WaitClosed) and lets its
+// handlers reach the connection a request came on (GoAway, ConnReset). Call it
+// before srv starts; Start does.
+func (s *State) Instrument(srv *httptest.Server) {
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch st {
+		case http.StateNew:
+			s.opened++
+			s.open++
+		case http.StateClosed, http.StateHijacked:
+			s.open--
+		default:
+			return
+		}
+		s.notifyLocked()
+	}
+}
+
 // Admin serves the /_fake/ endpoints: POST /_fake/script {"token":..,"answers":[..]},
 // GET /_fake/received, POST /_fake/reset, POST /_fake/latency {"latency":"20ms"}.
 func (s *State) Admin() http.Handler {
@@ -315,6 +387,7 @@ func Start(ca *CA, state *State, handler http.Handler) (*Server, error) {
 	srv := httptest.NewUnstartedServer(mux)
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	state.Instrument(srv)
 	srv.StartTLS()
 	return &Server{Server: srv, State: state, CA: ca}, nil
 }
@@ -330,16 +403,48 @@ func Abort() {
 }
 
 // Pause waits for the answer's delay plus the state's latency, or until the
-// request is cancelled.
+// request is cancelled; then it carries out a connection fault (GoAway,
+// ConnReset), which ends the handler. Every fake calls it right before
+// answering.
 func (s *State) Pause(r *http.Request, a Answer) {
-	d := a.Delay + s.Latency()
-	if d <= 0 {
-		return
+	if d := a.Delay + s.Latency(); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.Context().Done():
+	switch a.Code {
+	case GoAway:
+		endConn(r, true)
+	case ConnReset:
+		endConn(r, false)
 	}
+}
+
+// endConn ends the connection r came on (Instrument must have run) and the
+// handler with it. The GOAWAY frame is written beside the HTTP/2 server's
+// own writes; the connection closes right after, so a frame it interleaves
+// with changes only which error the client reports, not that the exchange
+// failed.
+func endConn(r *http.Request, goAway bool) {
+	c, ok := r.Context().Value(connKey{}).(net.Conn)
+	if !ok {
+		Abort()
+	}
+	if tc, ok := c.(*tls.Conn); ok && !goAway {
+		c = tc.NetConn()
+	}
+	switch {
+	case goAway && r.ProtoMajor == 2:
+		_ = http2.NewFramer(c, nil).WriteGoAway(math.MaxInt32, http2.ErrCodeNo, []byte("fake goaway"))
+	case !goAway:
+		if tcp, ok := c.(*net.TCPConn); ok {
+			// Linger 0: close with RST instead of FIN.
+			_ = tcp.SetLinger(0)
+		}
+	}
+	_ = c.Close()
+	Abort()
 }

@@ -120,6 +120,7 @@ func Start(ca *fake.CA) (*Server, error) {
 		MinVersion:   tls.VersionTLS12,
 		ClientAuth:   tls.RequestClientCert,
 	}
+	state.Instrument(srv)
 	srv.StartTLS()
 	s.Server = &fake.Server{Server: srv, State: state, CA: ca}
 	return s, nil
