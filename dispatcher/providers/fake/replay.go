@@ -27,11 +27,17 @@ type Replay struct {
 	Header http.Header
 	Body   []byte
 
-	matched atomic.Int64
+	matched, calls atomic.Int64
 }
+
+// MaxCalls bounds the requests of one Send: a token request, the send, and
+// once more each after the provider refused the access token. More means a
+// library is retrying inside what the engine counts as one attempt.
+const MaxCalls = 4
 
 // RoundTrip implements http.RoundTripper.
 func (r *Replay) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.calls.Add(1)
 	if !r.Match(req) {
 		return r.Next.RoundTrip(req)
 	}
@@ -63,9 +69,18 @@ func (r *Replay) CloseIdleConnections() {
 	}
 }
 
-// Matched counts the requests answered from the script, so a fuzz target
-// can tell that its input reached the parser at all.
-func (r *Replay) Matched() int64 { return r.matched.Load() }
+// Check is what a fuzz target asserts after one Send: the scripted answer
+// was asked for, at most MaxCalls requests were made, and the result passes
+// CheckResult.
+func (r *Replay) Check(res providers.Result, before time.Time, secrets map[string][]byte) error {
+	if r.matched.Load() == 0 {
+		return errors.New("the client never made the request under test")
+	}
+	if n := r.calls.Load(); n > MaxCalls {
+		return fmt.Errorf("one Send made %d requests (%v %q: %v)", n, res.Outcome, res.Reason, res.Err)
+	}
+	return CheckResult(res, before, secrets)
+}
 
 // ClampStatus maps any int onto 0 (no answer) or 200-599.
 func ClampStatus(s int) int {

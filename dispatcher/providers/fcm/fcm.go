@@ -21,6 +21,7 @@ import (
 
 	"firebase.google.com/go/v4/errorutils"
 	"firebase.google.com/go/v4/messaging"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/option"
@@ -131,10 +132,11 @@ func fetchToken(ctx context.Context, hc *http.Client, saJSON []byte) (string, ti
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	// oauth2 accepts a 200 without access_token; passed on, the empty token
-	// fails inside the SDK, which retries that for seconds as a network error.
-	if tok.AccessToken == "" {
-		return "", time.Time{}, errors.New("fcm: the token endpoint answered without an access_token")
+	// oauth2 accepts a 200 without a usable access_token; passed on, the
+	// token fails inside the SDK, which retries that for seconds as a
+	// network error.
+	if tok.AccessToken == "" || !httpguts.ValidHeaderFieldValue(tok.AccessToken) {
+		return "", time.Time{}, errors.New("fcm: the token endpoint answered without a usable access_token")
 	}
 	return tok.AccessToken, tok.Expiry, nil
 }
