@@ -153,6 +153,8 @@ type State struct {
 	changed  chan struct{}
 	// opened and open count connections (Instrument).
 	opened, open int
+	// forgetting: keep no records (Forget).
+	forgetting bool
 }
 
 // NewState returns an empty state for a provider.
@@ -182,6 +184,15 @@ func (s *State) Reset() {
 func (s *State) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	s.latency = d
+	s.mu.Unlock()
+}
+
+// Forget makes Record keep nothing from now on: a fake serving a benchmark
+// answers millions of sends, which the record would hold forever. Received,
+// Count and WaitFor see no later sends.
+func (s *State) Forget() {
+	s.mu.Lock()
+	s.forgetting = true
 	s.mu.Unlock()
 }
 
@@ -222,6 +233,10 @@ func (s *State) Record(r Received) {
 	}
 	r.Provider = s.Provider
 	s.mu.Lock()
+	if s.forgetting {
+		s.mu.Unlock()
+		return
+	}
 	s.received = append(s.received, r)
 	s.notifyLocked()
 	s.mu.Unlock()
