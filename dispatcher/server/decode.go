@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -88,9 +89,17 @@ func decodeError(err error, prefix string) *apiError {
 		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "invalid JSON at byte %d: %v", e.Offset, e)
 	}
 	// encoding/json has no typed error for unknown fields; its message is
-	// `json: unknown field "name"` and has been since DisallowUnknownFields came.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field := joinField(prefix, strings.Trim(name, `"`))
+	// `json: unknown field "name"` (%q) and has been since DisallowUnknownFields came.
+	if quoted, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name, uerr := strconv.Unquote(quoted)
+		if uerr != nil {
+			name = quoted
+		}
+		if name == "" {
+			// A key "" would otherwise give an error that names nothing.
+			name = `""`
+		}
+		field := joinField(prefix, name)
 		return newError(http.StatusBadRequest, CodeUnknownField, field, "unknown field %s", field)
 	}
 	if errors.Is(err, io.EOF) {
