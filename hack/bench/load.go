@@ -1,0 +1,566 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/payload"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fcm"
+)
+
+// Load job kinds.
+const (
+	// jobCeiling: the bare client library sends straight to the fake.
+	jobCeiling = "ceiling"
+	// jobMax: notifications to the dispatcher as fast as it accepts them.
+	jobMax = "max"
+	// jobRate: notifications to the dispatcher at a fixed rate (open loop).
+	jobRate = "rate"
+	// jobBind: device bindings to the dispatcher, by Writers closed-loop
+	// writers, or at Rate per second when Rate > 0.
+	jobBind = "bind"
+)
+
+// loadJob is what the harness asks the load process to do (JSON on stdin).
+type loadJob struct {
+	Kind     string `json:"kind"`
+	Provider string `json:"provider,omitempty"`
+	// Certificate and FakeURL: the ceiling's credential and the fake, whose
+	// /_bench endpoints every delivery job reads.
+	Certificate *config.Certificate `json:"certificate,omitempty"`
+	FakeURL     string              `json:"fakeURL,omitempty"`
+	FakeCA      string              `json:"fakeCA,omitempty"`
+	// Dispatcher's API, API token and process id (for its CPU time).
+	DispatcherURL string `json:"dispatcherURL,omitempty"`
+	Token         string `json:"token,omitempty"`
+	DispatcherPID int    `json:"dispatcherPID,omitempty"`
+	// UserPrefix+%05d for 0 <= i < Users are the recipients (each with one device).
+	UserPrefix string `json:"userPrefix,omitempty"`
+	Users      int    `json:"users,omitempty"`
+	// DeviceTokens, for the ceiling: the token of user i is TokenOf(i).
+	Recipients  int           `json:"recipients,omitempty"`
+	Concurrency int           `json:"concurrency,omitempty"`
+	Rate        float64       `json:"rate,omitempty"`
+	Warmup      time.Duration `json:"warmup"`
+	Window      time.Duration `json:"window"`
+	// Bind jobs: certificate name and the user id prefix to bind under.
+	CertificateName string `json:"certificateName,omitempty"`
+}
+
+// loadResult is what the load process measured in its window.
+type loadResult struct {
+	Seconds float64 `json:"seconds"`
+	// Delivered: sends the fake answered 2xx within the window.
+	Delivered int64   `json:"delivered"`
+	PerSecond float64 `json:"perSecond"`
+	// Requests to the dispatcher within the window, and those refused
+	// (429/503: queue full) or failed otherwise.
+	Requests int64 `json:"requests"`
+	Refused  int64 `json:"refused"`
+	Errors   int64 `json:"errors"`
+	// LastError is the text of one failure, for the report.
+	LastError string `json:"lastError,omitempty"`
+	// DispatcherCPU is the dispatcher's user+system CPU seconds in the window.
+	DispatcherCPU float64   `json:"dispatcherCPU"`
+	Latency       fakeStats `json:"latency"`
+	// Bound lists the users whose binding the dispatcher confirmed (bind jobs).
+	Bound []string `json:"bound,omitempty"`
+	// Late counts open-loop sends that started more than 10 ms late.
+	Late int64 `json:"late"`
+}
+
+// runLoad is the load process: one job from stdin, one result on stdout.
+func runLoad() error {
+	var job loadJob
+	if err := json.NewDecoder(os.Stdin).Decode(&job); err != nil {
+		return fmt.Errorf("reading the job: %w", err)
+	}
+	ctx := context.Background()
+	var (
+		res *loadResult
+		err error
+	)
+	switch job.Kind {
+	case jobCeiling:
+		res, err = runCeiling(ctx, job)
+	case jobMax, jobRate:
+		res, err = runNotify(ctx, job)
+	case jobBind:
+		res, err = runBind(ctx, job)
+	default:
+		err = fmt.Errorf("unknown job kind %q", job.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// TokenOf is the device token of benchmark user i of a provider: 64 hex
+// characters for APNs (as Apple's), 152 characters for FCM (as Google's).
+func TokenOf(provider string, i int) string {
+	h := fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15+1)
+	if provider == string(config.FCM) {
+		return "bench" + h + ":APA91b" + h + h[:17]
+	}
+	return h[len(h)-64:]
+}
+
+// window runs work (already running) through warm-up and the window,
+// sampling the fake's count and the dispatcher's CPU at both ends.
+type window struct {
+	fake *fakeClient
+	pid  int
+
+	start, end       time.Time
+	before, after    fakeStats
+	cpuBefore, cpuAt float64
+}
+
+func (w *window) begin(ctx context.Context) error {
+	if w.fake != nil {
+		if err := w.fake.Reset(ctx); err != nil {
+			return err
+		}
+		st, err := w.fake.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		w.before = st
+	}
+	if w.pid > 0 {
+		w.cpuBefore, _ = cpuSeconds(w.pid)
+	}
+	w.start = time.Now()
+	return nil
+}
+
+func (w *window) finish(ctx context.Context, res *loadResult) error {
+	w.end = time.Now()
+	if w.pid > 0 {
+		w.cpuAt, _ = cpuSeconds(w.pid)
+		res.DispatcherCPU = w.cpuAt - w.cpuBefore
+	}
+	if w.fake != nil {
+		st, err := w.fake.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		w.after = st
+		res.Delivered = st.Delivered - w.before.Delivered
+		res.Latency = st
+	}
+	res.Seconds = w.end.Sub(w.start).Seconds()
+	res.PerSecond = float64(res.Delivered) / res.Seconds
+	return nil
+}
+
+func fakeAdmin(job loadJob) (*fakeClient, error) {
+	tlsConfig, err := providers.TLSConfig(job.FakeCA)
+	if err != nil {
+		return nil, err
+	}
+	return &fakeClient{URL: job.FakeURL, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}}, nil
+}
+
+// measure runs the workers (each loops until stop is closed) through the
+// warm-up and the window, then stops them.
+func measure(ctx context.Context, job loadJob, workers int, loop func(stop <-chan struct{}, counting *atomic.Bool), res *loadResult) error {
+	w := &window{pid: job.DispatcherPID}
+	if job.FakeURL != "" {
+		f, err := fakeAdmin(job)
+		if err != nil {
+			return err
+		}
+		w.fake = f
+	}
+	stop := make(chan struct{})
+	var counting atomic.Bool
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(stop, &counting) }()
+	}
+	time.Sleep(job.Warmup)
+	if err := w.begin(ctx); err != nil {
+		close(stop)
+		wg.Wait()
+		return err
+	}
+	counting.Store(true)
+	time.Sleep(job.Window)
+	counting.Store(false)
+	err := w.finish(ctx, res)
+	close(stop)
+	wg.Wait()
+	return err
+}
+
+// runCeiling sends straight to the fake with the bare client library and
+// job.Concurrency goroutines.
+func runCeiling(ctx context.Context, job loadJob) (*loadResult, error) {
+	send, err := ceilingSender(job)
+	if err != nil {
+		return nil, err
+	}
+	res := &loadResult{}
+	var (
+		next   atomic.Int64
+		errs   atomic.Int64
+		lastMu sync.Mutex
+	)
+	loop := func(stop <-chan struct{}, counting *atomic.Bool) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			i := int(next.Add(1)) % job.Users
+			if err := send(ctx, i); err != nil && counting.Load() {
+				errs.Add(1)
+				lastMu.Lock()
+				res.LastError = err.Error()
+				lastMu.Unlock()
+			}
+		}
+	}
+	err = measure(ctx, job, job.Concurrency, loop, res)
+	res.Errors = errs.Load()
+	return res, err
+}
+
+// ceilingSender returns a function sending one notification to benchmark
+// user i through the provider's client library.
+func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
+	cert := job.Certificate
+	switch config.Provider(job.Provider) {
+	case config.APNs:
+		key, err := token.AuthKeyFromBytes(cert.Data[config.KeyAPNsAuthKey])
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig, err := providers.TLSConfig(cert.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		// apns2's own transport, trusting the fake's CA.
+		c := &apns2.Client{
+			Host:       cert.Endpoint,
+			HTTPClient: &http.Client{Transport: &http2.Transport{TLSClientConfig: tlsConfig, ReadIdleTimeout: apns2.ReadIdleTimeout}},
+			Token:      &token.Token{AuthKey: key, KeyID: cert.APNs.KeyID, TeamID: cert.APNs.TeamID},
+		}
+		return func(ctx context.Context, i int) error {
+			p := payload.NewPayload().AlertTitle("Bench").AlertBody("hello").Custom(sentAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
+			resp, err := c.PushWithContext(ctx, &apns2.Notification{DeviceToken: TokenOf(job.Provider, i), Topic: cert.APNs.BundleID, Payload: p})
+			if err != nil {
+				return err
+			}
+			if !resp.Sent() {
+				return fmt.Errorf("APNs answered %d %s", resp.StatusCode, resp.Reason)
+			}
+			return nil
+		}, nil
+	case config.FCM:
+		// The FCM Admin SDK, as the dispatcher's provider client wraps it.
+		c, err := fcm.New(cert, providers.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, i int) error {
+			m := &providers.Message{
+				ID: newID(), Token: TokenOf(job.Provider, i), Title: "Bench", Body: "hello",
+				Data:       map[string]string{sentAtKey: strconv.FormatInt(time.Now().UnixNano(), 10)},
+				Expiration: time.Now().Add(time.Hour),
+			}
+			if r := c.Send(ctx, m); r.Outcome != providers.Delivered {
+				return fmt.Errorf("FCM: %s %s %v", r.Outcome, r.Reason, r.Err)
+			}
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("no ceiling for provider %q", job.Provider)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// dispatcherClient posts to the dispatcher's API over kept-alive
+// connections.
+type dispatcherClient struct {
+	url, token string
+	http       *http.Client
+}
+
+func newDispatcherClient(job loadJob, conns int) *dispatcherClient {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        conns * 2,
+		MaxIdleConnsPerHost: conns * 2,
+		IdleConnTimeout:     time.Minute,
+	}
+	return &dispatcherClient{url: job.DispatcherURL, token: job.Token, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// call sends one request and returns the status.
+func (d *dispatcherClient) call(ctx context.Context, method, path string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, d.url+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+type recipient struct {
+	UserID string `json:"userId"`
+}
+
+// notification is the request body of POST /v1/notifications.
+type notification struct {
+	ID     string `json:"id"`
+	Sender struct {
+		ID          string `json:"id"`
+		DisplayName string `json:"displayName"`
+	} `json:"sender"`
+	Conversation struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	} `json:"conversation"`
+	Recipients []recipient `json:"recipients"`
+	Message    struct {
+		Text string `json:"text"`
+	} `json:"message"`
+	Push struct {
+		Data map[string]string `json:"data"`
+	} `json:"push"`
+}
+
+// notificationBody builds a notification to n consecutive users starting at
+// first (wrapping), stamped with the send time.
+func notificationBody(job loadJob, first int) []byte {
+	var n notification
+	n.ID = newID()
+	n.Sender.ID, n.Sender.DisplayName = "bench-sender", "Bench"
+	n.Conversation.ID, n.Conversation.Type = "c-1", "single"
+	if job.Recipients > 1 {
+		n.Conversation.ID, n.Conversation.Type = "g-1", "group"
+	}
+	n.Recipients = make([]recipient, job.Recipients)
+	for k := range n.Recipients {
+		n.Recipients[k].UserID = fmt.Sprintf("%s%05d", job.UserPrefix, (first+k)%job.Users)
+	}
+	n.Message.Text = "hello from the benchmark"
+	n.Push.Data = map[string]string{sentAtKey: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	b, _ := json.Marshal(n)
+	return b
+}
+
+// runNotify posts notifications: closed loop (jobMax) with Concurrency
+// workers backing off briefly when the dispatcher's queue is full, or open
+// loop at job.Rate (jobRate).
+func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
+	if job.Recipients < 1 {
+		job.Recipients = 1
+	}
+	d := newDispatcherClient(job, max(job.Concurrency, 64))
+	res := &loadResult{}
+	var (
+		next                    atomic.Int64
+		requests, refused, errs atomic.Int64
+		late                    atomic.Int64
+		lastMu                  sync.Mutex
+		workers                 int
+		loop                    func(stop <-chan struct{}, counting *atomic.Bool)
+	)
+	recordErr := func(err error) { lastMu.Lock(); res.LastError = err.Error(); lastMu.Unlock() }
+	post := func(counting *atomic.Bool) {
+		first := int(next.Add(int64(job.Recipients))) % job.Users
+		code, err := d.call(ctx, http.MethodPost, "/v1/notifications", notificationBody(job, first))
+		c := counting.Load()
+		switch {
+		case err != nil:
+			if c {
+				errs.Add(1)
+				recordErr(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+			if c {
+				refused.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		case code != http.StatusAccepted:
+			if c {
+				errs.Add(1)
+				recordErr(fmt.Errorf("HTTP %d", code))
+			}
+		}
+		if c {
+			requests.Add(1)
+		}
+	}
+	if job.Kind == jobMax {
+		workers = job.Concurrency
+		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				post(counting)
+			}
+		}
+	} else {
+		// One pacer; each send runs in its own goroutine, at most 512 at once.
+		workers = 1
+		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
+			interval := time.Duration(float64(time.Second) / job.Rate)
+			sem := make(chan struct{}, 512)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			start := time.Now()
+			for i := 0; ; i++ {
+				due := start.Add(time.Duration(i) * interval)
+				if d := time.Until(due); d > 0 {
+					select {
+					case <-stop:
+						return
+					case <-time.After(d):
+					}
+				} else if d < -10*time.Millisecond && counting.Load() {
+					late.Add(1)
+				}
+				select {
+				case <-stop:
+					return
+				case sem <- struct{}{}:
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					post(counting)
+				}()
+			}
+		}
+	}
+	err := measure(ctx, job, workers, loop, res)
+	res.Requests, res.Refused, res.Errors, res.Late = requests.Load(), refused.Load(), errs.Load(), late.Load()
+	return res, err
+}
+
+// runBind binds one device for new users: Concurrency closed-loop writers,
+// or open loop at job.Rate. Only bindings the dispatcher confirmed (204)
+// within the window are listed in Bound, for the harness to count back.
+func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
+	d := newDispatcherClient(job, 64)
+	res := &loadResult{}
+	var (
+		mu      sync.Mutex
+		seq     atomic.Int64
+		errs    atomic.Int64
+		reqs    atomic.Int64
+		counted = func(user string, counting bool, err error) {
+			if !counting {
+				return
+			}
+			reqs.Add(1)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs.Add(1)
+				res.LastError = err.Error()
+				return
+			}
+			res.Bound = append(res.Bound, user)
+		}
+	)
+	bind := func(counting *atomic.Bool) {
+		i := int(seq.Add(1))
+		user := fmt.Sprintf("%s%06d", job.UserPrefix, i)
+		body, _ := json.Marshal(map[string]string{"certificateName": job.CertificateName, "token": TokenOf(job.Provider, 1_000_000+i)})
+		c := counting.Load()
+		code, err := d.call(ctx, http.MethodPut, "/v1/users/"+user+"/devices/phone", body)
+		if err == nil && code != http.StatusNoContent {
+			err = fmt.Errorf("HTTP %d", code)
+		}
+		// A binding confirmed after the window closed still counts as
+		// written: it is looked for when counting back.
+		counted(user, c, err)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var (
+		workers int
+		loop    func(stop <-chan struct{}, counting *atomic.Bool)
+	)
+	if job.Rate <= 0 {
+		workers = job.Concurrency
+		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				bind(counting)
+			}
+		}
+	} else {
+		workers = 1
+		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
+			interval := time.Duration(float64(time.Second) / job.Rate)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			start := time.Now()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Until(start.Add(time.Duration(i) * interval))):
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); bind(counting) }()
+			}
+		}
+	}
+	err := measure(ctx, job, workers, loop, res)
+	res.Requests, res.Errors = reqs.Load(), errs.Load()
+	res.PerSecond = float64(len(res.Bound)) / math.Max(res.Seconds, 1e-9)
+	return res, err
+}
