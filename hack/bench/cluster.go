@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -165,7 +166,7 @@ type writeCounters struct {
 }
 
 func (c *cluster) writeCounters(ctx context.Context) (writeCounters, error) {
-	api, err := metricSums(ctx, c.http, c.cfg.Host+"/metrics", map[string]map[string]string{
+	api, err := metricSums(ctx, c.http, strings.TrimRight(c.cfg.Host, "/")+"/metrics", map[string]map[string]string{
 		"apiserver_request_body_size_bytes": {"resource": "secrets", "verb": "update"},
 		"apiserver_request_total":           {"resource": "secrets", "verb": "PUT"},
 	})
