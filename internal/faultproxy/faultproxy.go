@@ -6,10 +6,14 @@
 package faultproxy
 
 import (
+	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // Mode is what the proxy does with traffic.
@@ -109,6 +113,24 @@ func Start(target string) (*Proxy, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// Front starts a proxy in front of the API server cfg points at and returns
+// it with a copy of cfg that goes through it. TLS still verifies: the
+// proxy listens on 127.0.0.1, which the API server's certificate names.
+func Front(cfg *rest.Config) (*Proxy, *rest.Config, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil || u.Host == "" {
+		return nil, nil, fmt.Errorf("API server address %q: not a URL with a host", cfg.Host)
+	}
+	p, err := Start(u.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	proxied := rest.CopyConfig(cfg)
+	u.Host = p.Addr()
+	proxied.Host = u.String()
+	return p, proxied, nil
 }
 
 // Addr is the proxy's host:port.
