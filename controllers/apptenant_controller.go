@@ -47,15 +47,26 @@ type AppTenantReconciler struct {
 	Now             func() time.Time
 }
 
-// +kubebuilder:rbac:groups=push.imcloud.io,resources=apptenants,verbs=get;list;watch;update;patch
+// Reason: watch tenants; update adds and removes the shard finalizer.
+// +kubebuilder:rbac:groups=push.imcloud.io,resources=apptenants,verbs=get;list;watch;update
+// Reason: status is written by server-side apply (patch) once per reconcile.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=apptenants/status,verbs=get;update;patch
+// Reason: owner references with blockOwnerDeletion on the tenant's objects.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=apptenants/finalizers,verbs=update
+// Reason: create the shard and API-token Secrets, apply the config Secret, delete shards
+// on tenant deletion; update because the dispatcher Role grants it on shards and RBAC
+// lets no one grant what they do not hold.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// Reason: owned objects, applied (patch) and watched; removal is left to owner-reference GC.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts;services,verbs=get;list;watch;create;update;patch
+// Reason: the dispatcher Deployment, applied and watched for DispatcherAvailable.
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// Reason: the dispatcher's name-scoped Role and its RoleBinding, applied and watched.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch
+// Reason: the PDB, applied; deleted when the tenant drops to one replica.
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// Reason: the dispatcher NetworkPolicy, applied and watched.
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 
 // Reconcile converges one tenant.
 func (r *AppTenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -50,10 +50,16 @@ type PushCertificateReconciler struct {
 	Now       func() time.Time
 }
 
-// +kubebuilder:rbac:groups=push.imcloud.io,resources=pushcertificates,verbs=get;list;watch;update;patch
+// Reason: watch certificates; update adds and removes the in-use finalizer.
+// +kubebuilder:rbac:groups=push.imcloud.io,resources=pushcertificates,verbs=get;list;watch;update
+// Reason: status (validity, expiry, fingerprint) by server-side apply.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=pushcertificates/status,verbs=get;update;patch
+// Reason: the finalizer that holds a certificate while a tenant names it.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=pushcertificates/finalizers,verbs=update
+// Reason: list/watch credential Secrets' metadata to follow changes, get their data
+// uncached to validate; also held so the dispatcher Role may grant them.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Reason: Warning events (invalid credentials, expiry, conflicts); patch aggregates repeats.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile validates one PushCertificate against its Secret.

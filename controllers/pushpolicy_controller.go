@@ -28,7 +28,9 @@ type PushPolicyReconciler struct {
 	Now      func() time.Time
 }
 
+// Reason: read and watch policies to validate them and render tenant config.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=pushpolicies,verbs=get;list;watch
+// Reason: the policy's validation status by server-side apply.
 // +kubebuilder:rbac:groups=push.imcloud.io,resources=pushpolicies/status,verbs=get;update;patch
 
 // Reconcile validates one PushPolicy.
