@@ -393,6 +393,9 @@ func noteErrors(rep *report, what string, r *loadResult) {
 	if r.Errors > 0 {
 		rep.note("%s: %d failed requests, e.g. %s", what, r.Errors, r.LastError)
 	}
+	if r.Refused > 0 {
+		rep.note("%s: %d of %d requests refused with 429/503 (queue full) and retried 20 ms later", what, r.Refused, r.Requests)
+	}
 	if r.Late > 0 {
 		rep.note("%s: the load process started %d sends more than 10 ms late", what, r.Late)
 	}

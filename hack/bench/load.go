@@ -421,7 +421,9 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 			if c {
 				refused.Add(1)
 			}
-			time.Sleep(2 * time.Millisecond)
+			// The queue holds seconds of work: a short pause cannot starve
+			// it, and hammering would spend the dispatcher's CPU on refusals.
+			time.Sleep(20 * time.Millisecond)
 		case code != http.StatusAccepted:
 			if c {
 				errs.Add(1)
