@@ -233,16 +233,20 @@ func collapseID(m *providers.Message) string {
 }
 
 // fitPayload builds the payload, shortening the body (then the title) on a
-// rune boundary until the JSON fits limit bytes.
-func fitPayload(m *providers.Message, pushType string, limit int) *payload.Payload {
+// rune boundary until the JSON fits limit bytes. It returns the JSON itself
+// when it could encode it, so apns2 sends these bytes instead of encoding
+// the payload a second time.
+func fitPayload(m *providers.Message, pushType string, limit int) any {
 	title, body := m.Title, m.Body
 	for {
 		p := buildPayload(m, pushType, title, body)
 		raw, err := json.Marshal(p)
 		over := len(raw) - limit
 		switch {
-		case err != nil || over <= 0:
+		case err != nil:
 			return p
+		case over <= 0:
+			return raw
 		case body != "":
 			body = truncate(body, len(body)-over-len(ellipsis))
 		case title != "":
