@@ -12,13 +12,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
-var client kubernetes.Interface
+var (
+	client     kubernetes.Interface
+	restConfig *rest.Config
+)
 
 func TestMain(m *testing.M) {
 	env, cfg, err := testenv.Start(false)
@@ -26,6 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	restConfig = cfg
 	client = kubernetes.NewForConfigOrDie(cfg)
 	code := m.Run()
 	if err := env.Stop(); err != nil {
