@@ -43,6 +43,9 @@ type Runner struct {
 	Binary string
 	// Config is an admin rest.Config for the API server.
 	Config *rest.Config
+	// DispatcherConfig is where the dispatchers' kubeconfigs point (its host
+	// and CA only; the credential is a ServiceAccount token); Config when nil.
+	DispatcherConfig *rest.Config
 	// Dir holds kubeconfigs and logs.
 	Dir string
 	// Log receives each process's output lines, prefixed; nil discards.
@@ -311,8 +314,12 @@ func (r *Runner) kubeconfig(ctx context.Context, namespace, sa, name string) (st
 	if err != nil {
 		return "", fmt.Errorf("requesting a token for ServiceAccount %s/%s: %w", namespace, sa, err)
 	}
+	target := r.DispatcherConfig
+	if target == nil {
+		target = r.Config
+	}
 	path := filepath.Join(r.Dir, name+".kubeconfig")
-	return path, WriteKubeconfig(path, r.Config, tr.Status.Token)
+	return path, WriteKubeconfig(path, target, tr.Status.Token)
 }
 
 // WriteKubeconfig writes a kubeconfig for host/CA of cfg with a bearer token
@@ -404,4 +411,15 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// BuildDispatcher compiles the dispatcher binary into dir and returns its path.
+func BuildDispatcher(dir, repoRoot string) (string, error) {
+	bin := filepath.Join(dir, "dispatcher")
+	cmd := exec.Command("go", "build", "-o", bin, "./dispatcher/cmd/dispatcher")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the dispatcher: %w\n%s", err, out)
+	}
+	return bin, nil
 }

@@ -44,6 +44,11 @@ type Options struct {
 	// ProcessLog receives the dispatcher processes' output; nil discards.
 	ProcessLog io.Writer
 	Logger     logr.Logger
+	// APIServerRoute, when set, returns the config the operator and the
+	// dispatcher processes reach the API server with, given the direct one
+	// (tests put a fault-injecting proxy in between). The runner, playing
+	// kubelet, and System.Client always connect directly.
+	APIServerRoute func(*rest.Config) (*rest.Config, error)
 }
 
 // System is everything `make demo` and the end-to-end test run.
@@ -103,9 +108,15 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		return nil, err
 	}
 
+	routed := s.Config
+	if o.APIServerRoute != nil {
+		if routed, err = o.APIServerRoute(s.Config); err != nil {
+			return nil, err
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	mgr, err := controllers.NewManager(s.Config, controllers.ManagerOptions{
+	mgr, err := controllers.NewManager(routed, controllers.ManagerOptions{
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		DispatcherImage:        "local/im-push-dispatcher:dev",
@@ -113,7 +124,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Runner = &Runner{Binary: o.DispatcherBinary, Config: s.Config, Dir: s.Dir, Log: o.ProcessLog, Logger: o.Logger}
+	s.Runner = &Runner{Binary: o.DispatcherBinary, Config: s.Config, DispatcherConfig: routed, Dir: s.Dir, Log: o.ProcessLog, Logger: o.Logger}
 	for _, run := range []func(context.Context) error{mgr.Start, s.Runner.Run} {
 		done := make(chan error, 1)
 		s.stopped = append(s.stopped, done)

@@ -178,6 +178,24 @@ func (s *Server) Allow(cert *config.Certificate) {
 	}
 }
 
+// Revoke forgets a credential Allow registered, as revoking a key or a
+// certificate at Apple does: sends with it then fail authentication.
+func (s *Server) Revoke(cert *config.Certificate) {
+	if cert.APNs == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch cert.APNs.AuthType {
+	case config.APNsToken:
+		delete(s.keys, cert.APNs.KeyID)
+	case config.APNsCertificate:
+		for _, c := range clientChain(cert.Data) {
+			delete(s.certs, sha256.Sum256(c.Raw))
+		}
+	}
+}
+
 func topics(bundleID string) map[string]bool {
 	t := map[string]bool{}
 	if bundleID != "" {
