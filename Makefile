@@ -12,6 +12,7 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GO_TEST_FLAGS ?=
+BENCH_FLAGS ?=
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -52,7 +53,7 @@ test: k8s-bin $(CONTROLLER_GEN) $(KUSTOMIZE) ## Run all tests (race detector) ag
 
 .PHONY: bench
 bench: k8s-bin build ## Run the benchmarks and print figures.
-	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" go run ./hack/bench
+	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" go run ./hack/bench $(BENCH_FLAGS)
 
 ##@ Build
 .PHONY: build

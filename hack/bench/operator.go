@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -179,11 +180,15 @@ func allSettled(ctx context.Context, c client.Client, ns string, n int) (bool, e
 		if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return err
 		}
-		objs, err := metaItems(list)
+		objs, err := meta.ExtractList(list)
 		if err != nil {
 			return err
 		}
-		for _, o := range objs {
+		for _, obj := range objs {
+			o, ok := obj.(client.Object)
+			if !ok {
+				continue
+			}
 			for _, ref := range o.GetOwnerReferences() {
 				if ref.Kind == "AppTenant" {
 					owned[kind]++
@@ -255,28 +260,3 @@ func fakeKubelet(ctx context.Context, c client.WithWatch, ns string) {
 	}
 }
 
-// metaItems returns the items of a typed list as objects.
-func metaItems(list client.ObjectList) ([]client.Object, error) {
-	var out []client.Object
-	switch l := list.(type) {
-	case *appsv1.DeploymentList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *corev1.ServiceList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *corev1.ServiceAccountList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *corev1.SecretList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	default:
-		return nil, fmt.Errorf("unexpected list %T", list)
-	}
-	return out, nil
-}
