@@ -259,4 +259,3 @@ func fakeKubelet(ctx context.Context, c client.WithWatch, ns string) {
 		}
 	}
 }
-
