@@ -68,16 +68,24 @@ const (
 
 func setup(t *testing.T, client kubernetes.Interface) []byte {
 	t.Helper()
+	return createTenant(t, client, ns, []config.Certificate{{
+		Name: "vivo", Resource: "vivo-prod", Provider: config.Vivo, Vivo: &config.VivoSpec{AppID: "1001"},
+		Data: map[string][]byte{config.KeyAppKey: []byte("k"), config.KeyAppSecret: []byte("s")},
+	}})
+}
+
+// createTenant creates namespace with the Secrets the operator would render
+// for tenant "chat" with certs: config, API token and empty shards. It
+// returns the config document.
+func createTenant(t *testing.T, client kubernetes.Interface, namespace string, certs []config.Certificate) []byte {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Config{
-		Version: config.Version, Tenant: "chat", Namespace: ns, AppKey: appKeyVal, Replicas: 1,
-		Certificates: []config.Certificate{{
-			Name: "vivo", Resource: "vivo-prod", Provider: config.Vivo, Vivo: &config.VivoSpec{AppID: "1001"},
-			Data: map[string][]byte{config.KeyAppKey: []byte("k"), config.KeyAppSecret: []byte("s")},
-		}},
+		Version: config.Version, Tenant: "chat", Namespace: namespace, AppKey: appKeyVal, Replicas: 1,
+		Certificates:   certs,
 		Policy:         config.Policy{MultiDevice: "AnyOffline", ProviderPreference: "VendorFirst"},
 		TokenStore:     config.TokenStore{Shards: 2, ShardPrefix: config.ShardPrefix("chat")},
 		AuthSecretName: config.AuthSecretName("chat"),
@@ -97,7 +105,7 @@ func setup(t *testing.T, client kubernetes.Interface) []byte {
 		})
 	}
 	for _, s := range secrets {
-		if _, err := client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		if _, err := client.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
