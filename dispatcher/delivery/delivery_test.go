@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -801,7 +802,15 @@ func TestDrainFinishesRetriesAndDropsNothing(t *testing.T) {
 		defer wg.Done()
 		dropped = h.e.Drain(context.Background())
 	}()
-	// Drain waits for the retry, which the clock releases.
+	// Drain waits for the retry, which the clock releases only once Drain
+	// has started (the engine stops being ready); released earlier, the
+	// retry could finish before Drain and a Drain that does not wait would
+	// pass.
+	for deadline := time.Now().Add(10 * time.Second); h.e.Ready(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("Drain did not start")
+		}
+	}
 	h.clock.Advance(at.Sub(h.clock.Now()))
 	wg.Wait()
 	if dropped != 0 {
