@@ -268,6 +268,9 @@ func (s *Server) storeError(err error, doing string) *apiError {
 			"the token store shard holding this user is full; the tenant's token store needs more shards or fewer devices per user")
 	case errors.Is(err, store.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, CodeNotReady, "", "the token store is not loaded yet")
+	case errors.Is(err, store.ErrUnavailable):
+		s.log.Info("token store write failed: the API server is unavailable", "doing", doing, "error", err.Error())
+		return newError(http.StatusServiceUnavailable, CodeNotReady, "", "the token store cannot reach the Kubernetes API server; the change may or may not have been written, retry")
 	case errors.Is(err, store.ErrInvalidUser):
 		return invalidField("user", "user id must be 1 to %d bytes", MaxIDBytes)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -30,8 +30,8 @@ type bindLedger struct {
 	refused map[string]string
 	// kinds counts the errors by kind.
 	kinds map[string]int
-	// unexpected holds errors that are neither the caller's deadline nor an
-	// API-server failure naming the shard.
+	// unexpected holds errors that are neither the caller's deadline nor
+	// ErrUnavailable naming the shard.
 	unexpected []error
 }
 
@@ -55,8 +55,8 @@ func (l *bindLedger) bind(s Store, phase string) error {
 		return nil
 	case errors.Is(err, context.DeadlineExceeded):
 		l.kinds[phase+" refused: caller's deadline"]++
-	case strings.Contains(err.Error(), "token store shard Secret "+l.ns+"/"):
-		l.kinds[phase+" refused: API server error"]++
+	case errors.Is(err, ErrUnavailable) && strings.Contains(err.Error(), "token store shard Secret "+l.ns+"/"):
+		l.kinds[phase+" refused: API server unavailable"]++
 	default:
 		l.unexpected = append(l.unexpected, err)
 	}
@@ -86,7 +86,7 @@ func (l *bindLedger) count(phase string, acked bool) int {
 // and makes the server slow, then black-holed, then refusing connections,
 // binding from four callers all along. Every bind must be answered within
 // its deadline, either acknowledged or refused with the caller's deadline or
-// an error naming the shard; every acknowledged binding must be in the
+// ErrUnavailable naming the shard; every acknowledged binding must be in the
 // shard Secrets read straight from the API server; reads are served from
 // the cache throughout; and once the server is back the store writes again
 // and its watch follows other writers.
@@ -199,7 +199,7 @@ func TestSecretsAPIServerAway(t *testing.T) {
 	ledger.mu.Lock()
 	defer ledger.mu.Unlock()
 	for _, err := range ledger.unexpected {
-		t.Errorf("a bind failed with neither its deadline nor an API-server error naming the shard: %v", err)
+		t.Errorf("a bind failed with neither its deadline nor ErrUnavailable naming the shard: %v", err)
 	}
 	lost := 0
 	for user, token := range ledger.acked {

@@ -328,6 +328,9 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 			if apierrors.IsNotFound(err) {
 				sh.deleted("")
 			}
+			if unavailable(err) {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
 			failAll(fmt.Errorf("updating token store shard Secret %s/%s: %w", s.namespace, sh.name, err))
 			return
 		}
@@ -341,6 +344,21 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 		}
 		base = sh.current()
 	}
+}
+
+// unavailable reports whether err is the API server being unreachable or
+// failing on its side (as opposed to refusing this write), so callers can
+// be told to retry.
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true
+	}
+	return apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsUnexpectedServerError(err)
 }
 
 // callersContext ends when ctx ends or every caller of batch has gone, so a

@@ -64,6 +64,9 @@ var (
 	ErrInvalidUser = errors.New("user id must be 1 to 128 bytes")
 	// ErrNotReady: the store has not loaded its shards yet.
 	ErrNotReady = errors.New("token store is not ready")
+	// ErrUnavailable: the API server could not be reached, or failed on its
+	// side, while writing; the change may or may not have been written.
+	ErrUnavailable = errors.New("the Kubernetes API server is unavailable")
 )
 
 // Store is what the API server and the delivery engine need.
