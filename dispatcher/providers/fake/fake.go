@@ -390,8 +390,10 @@ type Server struct {
 }
 
 // Start serves handler over TLS with a certificate from ca. HTTP/2 is offered
-// (APNs requires it; the others accept it as their real servers do).
-func Start(ca *CA, state *State, handler http.Handler) (*Server, error) {
+// (APNs requires it; the others accept it as their real servers do). tune
+// adjusts the TLS config before the server starts (APNs asks for client
+// certificates).
+func Start(ca *CA, state *State, handler http.Handler, tune ...func(*tls.Config)) (*Server, error) {
 	cert, err := ca.ServerCertificate()
 	if err != nil {
 		return nil, err
@@ -402,6 +404,9 @@ func Start(ca *CA, state *State, handler http.Handler) (*Server, error) {
 	srv := httptest.NewUnstartedServer(mux)
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	for _, f := range tune {
+		f(srv.TLS)
+	}
 	state.Instrument(srv)
 	srv.StartTLS()
 	return &Server{Server: srv, State: state, CA: ca}, nil

@@ -33,7 +33,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -102,27 +101,14 @@ type certEntry struct {
 // server asks for a client certificate (without requiring one) so
 // certificate authentication can be checked.
 func Start(ca *fake.CA) (*Server, error) {
-	serverCert, err := ca.ServerCertificate()
+	s := &Server{keys: map[string]signingKey{}, certs: map[[32]byte]certEntry{}, now: time.Now}
+	srv, err := fake.Start(ca, fake.NewState(Provider), http.HandlerFunc(s.serve), func(c *tls.Config) {
+		c.ClientAuth = tls.RequestClientCert
+	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{keys: map[string]signingKey{}, certs: map[[32]byte]certEntry{}, now: time.Now}
-	state := fake.NewState(Provider)
-	mux := http.NewServeMux()
-	mux.Handle("/_fake/", state.Admin())
-	mux.HandleFunc("/", s.serve)
-	// fake.Start offers no client-certificate request, so the server is
-	// assembled here the same way.
-	srv := httptest.NewUnstartedServer(mux)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{serverCert},
-		MinVersion:   tls.VersionTLS12,
-		ClientAuth:   tls.RequestClientCert,
-	}
-	state.Instrument(srv)
-	srv.StartTLS()
-	s.Server = &fake.Server{Server: srv, State: state, CA: ca}
+	s.Server = srv
 	return s, nil
 }
 
