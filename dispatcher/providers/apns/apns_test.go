@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -20,46 +19,13 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/providers/apns"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakeapns "github.com/imcloud/im-push-operator/dispatcher/providers/fake/apns"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 const (
 	bundle = "io.imcloud.chat"
 	token1 = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 )
-
-// clock is a settable clock shared by a client and the fake.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func startFake(t testing.TB) *fakeapns.Server {
-	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakeapns.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 type credentialKind string
 
@@ -113,7 +79,7 @@ func send(t *testing.T, c providers.Client, m *providers.Message) providers.Resu
 func intp(i int) *int { return &i }
 
 func TestSendDelivers(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	expires := time.Unix(1893456000, 0)
 	for _, kind := range []credentialKind{kindToken, kindP12, kindPEM} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -158,7 +124,7 @@ func TestSendDelivers(t *testing.T) {
 }
 
 func TestPushTypes(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	c := newClient(t, srv, kindToken, nil)
 	longKey := "conversation/" + strings.Repeat("x", 70)
 	tests := []struct {
@@ -213,7 +179,7 @@ func TestPushTypes(t *testing.T) {
 }
 
 func TestLongBodyIsTruncatedOnRuneBoundary(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	c := newClient(t, srv, kindToken, nil)
 	body := strings.Repeat("消息", 1000) // 6000 bytes
 	if res := send(t, c, &providers.Message{ID: "n", Token: token1, Title: "Alice", Body: body}); res.Outcome != providers.Delivered {
@@ -226,8 +192,8 @@ func TestLongBodyIsTruncatedOnRuneBoundary(t *testing.T) {
 }
 
 func TestAnswersMapToOutcomes(t *testing.T) {
-	srv := startFake(t)
-	clk := newClock()
+	srv := providertest.Start(t, fakeapns.Start)
+	clk := providertest.NewClock(time.Now().Truncate(time.Second))
 	// A token bound 750 ms into a second must count as bound before an
 	// invalidation APNs stamps in that same millisecond.
 	clk.Add(750 * time.Millisecond)
@@ -275,7 +241,7 @@ func TestAnswersMapToOutcomes(t *testing.T) {
 }
 
 func TestUnknownCredentialsAreRejected(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	for _, tc := range []struct {
 		kind   credentialKind
 		reason string
@@ -298,7 +264,7 @@ func TestUnknownCredentialsAreRejected(t *testing.T) {
 }
 
 func TestWrongTopicIsBadCredentials(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	cert := credentialFor(t, srv, kindToken)
 	srv.Allow(cert)
 	other := *cert
@@ -315,7 +281,7 @@ func TestWrongTopicIsBadCredentials(t *testing.T) {
 }
 
 func TestExpiredProviderTokenIsResignedOnce(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakeapns.Start)
 	c := newClient(t, srv, kindToken, nil)
 	srv.State.Script(token1, fake.Answer{Code: "ExpiredProviderToken", Times: 1})
 	if res := send(t, c, &providers.Message{ID: "n", Token: token1, Title: "t"}); res.Outcome != providers.Delivered {
@@ -331,8 +297,8 @@ func TestExpiredProviderTokenIsResignedOnce(t *testing.T) {
 }
 
 func TestProviderTokenFollowsTheClock(t *testing.T) {
-	srv := startFake(t)
-	clk := newClock()
+	srv := providertest.Start(t, fakeapns.Start)
+	clk := providertest.NewClock(time.Now().Truncate(time.Second))
 	srv.SetClock(clk.Now)
 	c := newClient(t, srv, kindToken, clk.Now)
 	m := &providers.Message{ID: "n", Token: token1, Title: "t"}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -20,6 +19,7 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakefcm "github.com/imcloud/im-push-operator/dispatcher/providers/fake/fcm"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fcm"
 )
 
@@ -27,39 +27,6 @@ const (
 	project = "im-demo"
 	token1  = "dGVzdC10b2tlbi0x:APA91bHexampleRegistrationToken"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func startFake(t testing.TB) *fakefcm.Server {
-	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakefcm.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 // credential returns a certificate for a new service account of project;
 // its token_uri points at Google, so the endpoint override is what makes the
@@ -94,8 +61,8 @@ func send(t *testing.T, c providers.Client, m *providers.Message) providers.Resu
 func intp(i int) *int { return &i }
 
 func TestSendDelivers(t *testing.T) {
-	srv := startFake(t)
-	clk := newClock()
+	srv := providertest.Start(t, fakefcm.Start)
+	clk := providertest.NewClock(time.Now())
 	c := newClient(t, srv, clk.Now)
 	res := send(t, c, &providers.Message{
 		ID: "n-1", Token: token1, Title: "Alice", Body: "hi", Badge: intp(3), Sound: "default",
@@ -137,7 +104,7 @@ func TestSendDelivers(t *testing.T) {
 }
 
 func TestBackgroundIsDataOnly(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakefcm.Start)
 	c := newClient(t, srv, nil)
 	if res := send(t, c, &providers.Message{ID: "n", Token: token1, Title: "hidden", Badge: intp(1), PushType: "background", Data: map[string]string{"k": "v"}}); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %+v", res)
@@ -149,7 +116,7 @@ func TestBackgroundIsDataOnly(t *testing.T) {
 }
 
 func TestLongBodyIsTruncatedOnRuneBoundary(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakefcm.Start)
 	c := newClient(t, srv, nil)
 	body := strings.Repeat("消息", 1000) // 6000 bytes
 	if res := send(t, c, &providers.Message{ID: "n", Token: token1, Title: "Alice", Body: body}); res.Outcome != providers.Delivered {
@@ -162,7 +129,7 @@ func TestLongBodyIsTruncatedOnRuneBoundary(t *testing.T) {
 }
 
 func TestAnswersMapToOutcomes(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakefcm.Start)
 	c := newClient(t, srv, nil)
 	tests := []struct {
 		name       string
@@ -208,7 +175,7 @@ func TestAnswersMapToOutcomes(t *testing.T) {
 }
 
 func TestUnreachableEndpointIsRetry(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakefcm.Start)
 	cert := credential(t, srv)
 	srv.Allow(cert)
 	c, err := fcm.New(cert, providers.Options{})
@@ -228,8 +195,8 @@ func TestUnreachableEndpointIsRetry(t *testing.T) {
 }
 
 func TestAccessTokenRefresh(t *testing.T) {
-	srv := startFake(t)
-	clk := newClock()
+	srv := providertest.Start(t, fakefcm.Start)
+	clk := providertest.NewClock(time.Now())
 	c := newClient(t, srv, clk.Now)
 	m := &providers.Message{ID: "n", Token: token1, Title: "t"}
 	step := func(name string, wantIssued, wantRejected int) {
@@ -258,7 +225,7 @@ func TestAccessTokenRefresh(t *testing.T) {
 }
 
 func TestCredentialsRefusedAtTokenEndpoint(t *testing.T) {
-	srv := startFake(t)
+	srv := providertest.Start(t, fakefcm.Start)
 	registered := credential(t, srv)
 	srv.Allow(registered)
 	var regSA map[string]any

@@ -17,57 +17,26 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakehonor "github.com/imcloud/im-push-operator/dispatcher/providers/fake/honor"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
-
-// clock is a settable clock shared by the client and the fake.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 var start = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 type env struct {
 	fake  *fakehonor.Server
 	cert  *config.Certificate
-	clock *clock
+	clock *providertest.Clock
 }
 
 func setup(t *testing.T) *env {
-	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakehonor.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	clk := &clock{t: start}
+	srv := providertest.Start(t, fakehonor.Start)
+	clk := providertest.NewClock(start)
 	srv.SetClock(clk.Now)
 	return &env{fake: srv, cert: srv.Certificate("honor-main"), clock: clk}
 }
 
 func (e *env) client(t *testing.T) providers.Client {
-	t.Helper()
-	c, err := New(e.cert, providers.Options{Now: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return providertest.Client(t, New, e.cert, providers.Options{Now: e.clock.Now})
 }
 
 func intp(i int) *int { return &i }
@@ -253,7 +222,7 @@ func TestTokenRefresh(t *testing.T) {
 	if n := e.fake.TokensIssued(); n != 1 {
 		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
 	}
-	e.clock.Advance(fakehonor.TokenLifetime - tokenMargin + time.Second)
+	e.clock.Add(fakehonor.TokenLifetime - tokenMargin + time.Second)
 	send("near expiry")
 	if n := e.fake.TokensIssued(); n != 2 {
 		t.Fatalf("near expiry %d tokens issued, want 2", n)

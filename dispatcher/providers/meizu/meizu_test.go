@@ -15,6 +15,7 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakemeizu "github.com/imcloud/im-push-operator/dispatcher/providers/fake/meizu"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/meizu"
 )
 
@@ -56,15 +57,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakemeizu.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := providertest.Start(t, fakemeizu.Start)
 	cert := srv.Certificate("meizu-test")
 	c, err := meizu.New(cert, providers.Options{Now: func() time.Time { return start }})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakeoppo "github.com/imcloud/im-push-operator/dispatcher/providers/fake/oppo"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/oppo"
 )
 
@@ -36,27 +37,10 @@ func TestSignKnownAnswer(t *testing.T) {
 // start is 23:04:05 in Beijing, so the next quota reset is 55 minutes away.
 var start = time.Date(2025, 3, 10, 15, 4, 5, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	srv    *fakeoppo.Server
 	cert   *config.Certificate
-	clock  *clock
+	clock  *providertest.Clock
 	client providers.Client
 }
 
@@ -64,23 +48,11 @@ type env struct {
 // trusts the fake through the certificate's caBundle, as in production.
 func setup(t *testing.T) *env {
 	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakeoppo.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	clk := &clock{t: start}
+	srv := providertest.Start(t, fakeoppo.Start)
+	clk := providertest.NewClock(start)
 	srv.SetClock(clk.Now)
 	cert := srv.Certificate("oppo-test")
-	c, err := oppo.New(cert, providers.Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{srv: srv, cert: cert, clock: clk, client: c}
+	return &env{srv: srv, cert: cert, clock: clk, client: providertest.Client(t, oppo.New, cert, providers.Options{Now: clk.Now})}
 }
 
 func msg(token string) *providers.Message {

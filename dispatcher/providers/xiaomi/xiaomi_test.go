@@ -17,6 +17,7 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 	fakexiaomi "github.com/imcloud/im-push-operator/dispatcher/providers/fake/xiaomi"
 )
 
@@ -32,15 +33,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fakexiaomi.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := providertest.Start(t, fakexiaomi.Start)
 	return &env{fake: srv, cert: srv.Certificate("xiaomi-main")}
 }
 

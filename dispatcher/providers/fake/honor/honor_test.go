@@ -10,21 +10,13 @@ import (
 	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
-	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 // TestAuthChecks proves the fake refuses what Honor refuses, so a client bug
 // in authentication fails the client's tests.
 func TestAuthChecks(t *testing.T) {
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := providertest.Start(t, Start)
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	s.SetClock(func() time.Time { return now })
 	a, b := s.Certificate("a"), s.Certificate("b")

@@ -8,21 +8,13 @@ import (
 	"testing"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
-	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 // TestAuthChecks proves the fake refuses what Huawei refuses, so a client bug
 // in authentication fails the client's tests.
 func TestAuthChecks(t *testing.T) {
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := providertest.Start(t, Start)
 	a, b := s.Certificate("a"), s.Certificate("b")
 	hc := s.Client()
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 // Known answers computed outside Go. The first is the example in Meizu's own
@@ -41,15 +42,7 @@ func TestExpectedSignKnownAnswer(t *testing.T) {
 // TestHTTP drives the fake over the wire: signatures over decoded values,
 // parameter and payload checks, and a value map for several pushIds.
 func TestHTTP(t *testing.T) {
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := providertest.Start(t, Start)
 	cert := s.Certificate("c1")
 	appID, secret := cert.Meizu.AppID, string(cert.Data["appSecret"])
 	good := `{"noticeBarInfo":{"noticeMsgType":1,"title":"a&b=c","content":"hi %20"},"clickTypeInfo":{"parameters":{"k":"v"}},"pushTimeInfo":{"offLine":1,"validTime":24},"advanceInfo":{"notifyKey":"ab_-9Z"}}`

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
-	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 // Known answer computed outside Go:
@@ -56,15 +56,7 @@ func TestCheckAuth(t *testing.T) {
 // TestHTTP drives the fake over the wire: auth, then sends with good and bad
 // auth_tokens and payloads.
 func TestHTTP(t *testing.T) {
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := providertest.Start(t, Start)
 	var now atomic.Int64 // milliseconds; handlers read it on other goroutines
 	now.Store(1700000000000)
 	s.SetClock(func() time.Time { return time.UnixMilli(now.Load()) })

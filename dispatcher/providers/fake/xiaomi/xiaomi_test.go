@@ -9,21 +9,13 @@ import (
 	"testing"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
-	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
 // TestChecks proves the fake refuses what MiPush refuses, so a client bug in
 // authentication or limits fails the client's tests.
 func TestChecks(t *testing.T) {
-	ca, err := fake.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := providertest.Start(t, Start)
 	cert := s.Certificate("a")
 	key := "key=" + string(cert.Data[config.KeyAppSecret])
 	good := func() url.Values {

@@ -1,0 +1,181 @@
+// Package providertest holds what the provider clients' tests share: a fake
+// started per test, a clock a client and its fake both read, the fuzz target
+// for answer parsing, and the checks every table of results or credentials
+// repeats. Only tests import it (it imports testing).
+package providertest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+)
+
+// NewFunc builds a provider client; every provider's New is one.
+type NewFunc func(*config.Certificate, providers.Options) (providers.Client, error)
+
+// Start starts a fake (fakehuawei.Start, ...) with a new CA and closes it
+// when the test ends.
+func Start[S interface{ Close() }](t testing.TB, start func(*fake.CA) (S, error)) S {
+	t.Helper()
+	ca, err := fake.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Client builds a client or fails the test.
+func Client(t testing.TB, newClient NewFunc, cert *config.Certificate, opts providers.Options) providers.Client {
+	t.Helper()
+	c, err := newClient(cert, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Clock is a settable clock a client and its fake share, so token expiry
+// and quota resets are tested without sleeping.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock standing at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// WantRefused fails t unless err is a CredentialError with reason and key,
+// and unless newClient refuses cert as Validate did.
+func WantRefused(t testing.TB, newClient NewFunc, cert *config.Certificate, err error, reason, key string) {
+	t.Helper()
+	var ce *providers.CredentialError
+	if !errors.As(err, &ce) || ce.Reason != reason || ce.Key != key {
+		t.Fatalf("Validate = %v, want CredentialError %s key %q", err, reason, key)
+	}
+	if _, err := newClient(cert, providers.Options{}); err == nil {
+		t.Fatal("New accepted an invalid certificate")
+	}
+}
+
+// AnswerCase is a scripted answer and the result a client must make of it
+// (an alias, as Seed is, for positional tables).
+type AnswerCase = struct {
+	Answer     fake.Answer
+	Outcome    providers.Outcome
+	Reason     string
+	RetryAfter time.Duration
+	ResumeAt   time.Time
+}
+
+// RunAnswers runs each case as a subtest named by its code: send scripts
+// the answer on a fresh fake and returns what the client made of it.
+func RunAnswers(t *testing.T, cases []AnswerCase, send func(t *testing.T, a fake.Answer) providers.Result) {
+	for _, tt := range cases {
+		t.Run(tt.Answer.Code, func(t *testing.T) {
+			res := send(t, tt.Answer)
+			if res.Outcome != tt.Outcome || res.Reason != tt.Reason || res.RetryAfter != tt.RetryAfter {
+				t.Fatalf("Send = %v %q retryAfter %v (%v), want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tt.Outcome, tt.Reason, tt.RetryAfter)
+			}
+			if !res.ResumeAt.Equal(tt.ResumeAt) {
+				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.ResumeAt)
+			}
+		})
+	}
+}
+
+// Seed is one answer a fuzz target starts from. It is an alias of an
+// unnamed struct so seed tables can stay positional (vet allows that).
+type Seed = struct {
+	Status     int
+	RetryAfter string
+	Body       string
+	// AtAuth answers the token request instead of the send.
+	AtAuth bool
+}
+
+// Fuzz is a provider's FuzzAnswer: the real client gets arbitrary answers to
+// its send (or, with atAuth, to its token request) while every other request
+// goes to the fake, and whatever the provider says, Send must not panic and
+// must return a result fake.Replay.Check accepts.
+type Fuzz struct {
+	Seeds []Seed
+	// Fake carries the requests not under test (the fake's transport).
+	Fake http.RoundTripper
+	// Send and Auth are the path suffixes of the send and the token
+	// request. A provider with no token request leaves Auth empty, and
+	// atAuth then fuzzes the send too.
+	Send, Auth string
+	// Header goes with every fuzzed answer, beside Retry-After.
+	Header http.Header
+	// IDHeader, if set, carries the fuzzed id (seeded with ID) in each answer.
+	IDHeader, ID string
+	// Status, if set, replaces a fuzzed send status (one the client's
+	// library would retry by itself with sleeps).
+	Status func(status int) int
+	New    NewFunc
+	Cert   *config.Certificate
+	// Message makes the message each run sends.
+	Message func() *providers.Message
+	// Check, if set, is a provider's own assertion on each result.
+	Check func(t *testing.T, res providers.Result)
+}
+
+// Run adds the seeds to f and fuzzes.
+func (fz *Fuzz) Run(f *testing.F) {
+	for _, s := range fz.Seeds {
+		f.Add(s.Status, s.RetryAfter, fz.ID, []byte(s.Body), s.AtAuth)
+	}
+	f.Fuzz(func(t *testing.T, status int, retryAfter, id string, body []byte, atAuth bool) {
+		path := fz.Send
+		switch {
+		case atAuth && fz.Auth != "":
+			path = fz.Auth
+		case fz.Status != nil:
+			status = fz.Status(status)
+		}
+		h := http.Header{}
+		for k, v := range fz.Header {
+			h[k] = v
+		}
+		h.Set("Retry-After", retryAfter)
+		if fz.IDHeader != "" {
+			h.Set(fz.IDHeader, id)
+		}
+		rp := &fake.Replay{Next: fz.Fake, Match: fake.PathSuffix(path), Status: status, Header: h, Body: body}
+		c := Client(t, fz.New, fz.Cert, providers.Options{HTTPClient: &http.Client{Transport: rp}})
+		before := time.Now()
+		res := c.Send(context.Background(), fz.Message())
+		if err := rp.Check(res, before, fz.Cert.Data); err != nil {
+			t.Fatal(err)
+		}
+		if fz.Check != nil {
+			fz.Check(t, res)
+		}
+	})
+}
