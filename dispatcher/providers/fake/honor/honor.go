@@ -34,55 +34,41 @@ package honor
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/internal/hms"
 )
 
 // TokenLifetime is the expires_in of issued access tokens.
-const TokenLifetime = time.Hour
+const TokenLifetime = hms.TokenLifetime
 
 // TimestampWindow is how far a send's timestamp header may be from the
 // fake's clock (Honor's own window is not documented).
 const TimestampWindow = 5 * time.Minute
 
-const maxMessageBytes = 4096
-
 // Server is a running Honor fake.
 type Server struct {
 	*fake.Server
-
-	mu      sync.Mutex
-	now     func() time.Time
-	clients map[string]client // by client id
-	tokens  map[string]issued // by access token
-	issues  int
-}
-
-type client struct {
-	secret string
-	appID  string
-}
-
-type issued struct {
-	appID   string
-	expires time.Time
+	*hms.Auth
 }
 
 // Start serves the fake on a TLS server whose certificate chains to ca.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{now: time.Now, clients: map[string]client{}, tokens: map[string]issued{}}
+	s := &Server{Auth: hms.NewAuth("hn", hms.TokenErrors{
+		BadRequest:      map[string]string{"error": "invalid_request", "error_description": "form body expected"},
+		BadGrant:        map[string]string{"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"},
+		BadClient:       map[string]string{"error": "invalid_client", "error_description": "Invalid client credentials"},
+		BadClientStatus: http.StatusUnauthorized,
+	})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /auth/realms/developer/protocol/openid-connect/token", s.token)
+	mux.HandleFunc("POST /auth/realms/developer/protocol/openid-connect/token", s.Token)
 	mux.HandleFunc("POST /api/v1/{app}/sendMessage", s.send)
 	srv, err := fake.Start(ca, fake.NewState(string(config.Honor)), mux)
 	if err != nil {
@@ -92,38 +78,9 @@ func Start(ca *fake.CA) (*Server, error) {
 	return s, nil
 }
 
-// SetClock replaces the clock that issues and expires access tokens and
-// checks timestamps.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	s.now = now
-	s.mu.Unlock()
-}
-
-// TokensIssued returns how many access tokens the token endpoint issued.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.issues
-}
-
-// ExpireTokens makes every access token issued so far expired, as a vendor
-// revoking tokens early would; the next send with one is answered 80200003.
-func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for tok, t := range s.tokens {
-		t.expires = now
-		s.tokens[tok] = t
-	}
-}
-
 // Allow registers cert's client id, secret and App ID as valid.
 func (s *Server) Allow(cert *config.Certificate) {
-	s.mu.Lock()
-	s.clients[cert.Honor.ClientID] = client{secret: strings.TrimSpace(string(cert.Data[config.KeyClientSecret])), appID: cert.Honor.AppID}
-	s.mu.Unlock()
+	s.Register(cert.Honor.ClientID, string(cert.Data[config.KeyClientSecret]), cert.Honor.AppID)
 }
 
 // TestCredential returns Secret data and a spec for a new credential; an
@@ -133,8 +90,8 @@ func TestCredential(appID string) (map[string][]byte, *config.HonorSpec) {
 		n, _ := rand.Int(rand.Reader, big.NewInt(900000000))
 		appID = strconv.FormatInt(100000000+n.Int64(), 10)
 	}
-	return map[string][]byte{config.KeyClientSecret: []byte(randomHex(32))},
-		&config.HonorSpec{AppID: appID, ClientID: randomHex(16)}
+	return map[string][]byte{config.KeyClientSecret: []byte(fake.RandomHex(32))},
+		&config.HonorSpec{AppID: appID, ClientID: fake.RandomHex(16)}
 }
 
 // Certificate makes a new credential, allows it, and returns a certificate
@@ -154,60 +111,18 @@ func (s *Server) Certificate(name string) *config.Certificate {
 	return cert
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "form body expected"})
-		return
-	}
-	if r.PostForm.Get("grant_type") != "client_credentials" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"})
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.clients[r.PostForm.Get("client_id")]
-	if !ok || c.secret != r.PostForm.Get("client_secret") {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Invalid client credentials"})
-		return
-	}
-	tok := "hn" + randomHex(24)
-	s.issues++
-	s.tokens[tok] = issued{appID: c.appID, expires: s.now().Add(TokenLifetime)}
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": int(TokenLifetime / time.Second), "token_type": "Bearer"})
-}
-
 // authorize checks bearer and timestamp; it returns the HTTP status and code
 // of the failure, or 0.
 func (s *Server) authorize(r *http.Request) (int, int) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	t, known := s.tokens[tok]
-	switch {
-	case !ok || !known || t.appID != r.PathValue("app"):
-		return http.StatusUnauthorized, 80200001
-	case !now.Before(t.expires):
-		return http.StatusUnauthorized, 80200003
+	if code := s.Authorize(r); code != 0 {
+		return http.StatusUnauthorized, code
 	}
 	ms, err := strconv.ParseInt(r.Header.Get("timestamp"), 10, 64)
 	if err != nil {
-		return http.StatusBadRequest, 80100001
+		return http.StatusBadRequest, hms.CodeMissing
 	}
-	if skew := now.Sub(time.UnixMilli(ms)); skew > TimestampWindow || skew < -TimestampWindow {
-		return http.StatusBadRequest, 80100001
+	if skew := s.Now().Sub(time.UnixMilli(ms)); skew > TimestampWindow || skew < -TimestampWindow {
+		return http.StatusBadRequest, hms.CodeMissing
 	}
 	return 0, 0
 }
@@ -236,7 +151,7 @@ type sendRequest struct {
 }
 
 func fail(w http.ResponseWriter, status, code int, msg string) {
-	writeJSON(w, status, map[string]any{"code": code, "message": msg})
+	fake.WriteJSON(w, status, map[string]any{"code": code, "message": msg})
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
@@ -250,24 +165,12 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	var req sendRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
-		fail(w, http.StatusBadRequest, 80100003, "illegal message structure")
+		fail(w, http.StatusBadRequest, hms.CodeBadMessage, "illegal message structure")
 		return
 	}
-	var dataText string
-	if len(req.Data) > 0 && json.Unmarshal(req.Data, &dataText) != nil {
-		fail(w, http.StatusBadRequest, 80100003, "data must be a string")
-		return
-	}
-	if len(req.Token) == 0 {
-		fail(w, http.StatusBadRequest, 80100001, "token is required")
-		return
-	}
-	size := len(raw) - (len(req.Token) - 1)
-	for _, t := range req.Token {
-		size -= len(t) + 2
-	}
-	if size > maxMessageBytes {
-		fail(w, http.StatusBadRequest, 80300008, "message body too large")
+	dataText, code, msg := hms.CheckBody(raw, req.Data, req.Token)
+	if code != 0 {
+		fail(w, http.StatusBadRequest, code, msg)
 		return
 	}
 
@@ -312,35 +215,20 @@ func received(appID, token, dataText string, req *sendRequest, code string) fake
 }
 
 func answer(w http.ResponseWriter, a fake.Answer, token string) {
-	if a.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
-	}
-	result := map[string]any{"sendResult": true, "requestId": randomHex(8), "failTokens": []string{}, "expireTokens": []string{}}
-	switch {
-	case a.Code == "reset":
-		fake.Abort()
-	case strings.HasPrefix(a.Code, "status:"):
-		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-		if err != nil {
-			status = http.StatusInternalServerError
-		}
-		w.WriteHeader(status)
+	if fake.AnswerBare(w, a) {
 		return
-	case a.Code == "expireToken":
+	}
+	result := map[string]any{"sendResult": true, "requestId": fake.RandomHex(8), "failTokens": []string{}, "expireTokens": []string{}}
+	switch a.Code {
+	case "":
+	case "expireToken":
 		result["sendResult"], result["expireTokens"] = false, []string{token}
-	case a.Code == "failToken":
+	case "failToken":
 		result["sendResult"], result["failTokens"] = false, []string{token}
-	case a.Code != "":
+	default:
 		code, _ := strconv.Atoi(a.Code)
-		status := http.StatusOK
-		switch {
-		case strings.HasPrefix(a.Code, "802"):
-			status = http.StatusUnauthorized
-		case strings.HasPrefix(a.Code, "810"):
-			status = http.StatusInternalServerError
-		}
-		fail(w, status, code, "fake answer "+a.Code)
+		fail(w, hms.Status(a.Code, http.StatusOK), code, "fake answer "+a.Code)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"code": 200, "message": "success", "data": result})
+	fake.WriteJSON(w, http.StatusOK, map[string]any{"code": 200, "message": "success", "data": result})
 }

@@ -33,52 +33,37 @@ package huawei
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/internal/hms"
 )
 
 // TokenLifetime is the expires_in of issued access tokens.
-const TokenLifetime = time.Hour
-
-// maxMessageBytes is Huawei's limit on the message without its tokens.
-const maxMessageBytes = 4096
+const TokenLifetime = hms.TokenLifetime
 
 // Server is a running Huawei fake.
 type Server struct {
 	*fake.Server
-
-	mu      sync.Mutex
-	now     func() time.Time
-	clients map[string]client // by OAuth client id
-	tokens  map[string]issued // by access token
-	issues  int
-}
-
-type client struct {
-	secret string
-	appID  string
-}
-
-type issued struct {
-	appID   string
-	expires time.Time
+	*hms.Auth
 }
 
 // Start serves the fake on a TLS server whose certificate chains to ca.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{now: time.Now, clients: map[string]client{}, tokens: map[string]issued{}}
+	// Huawei's token errors: {"error":<n>,"sub_error":<n>,"error_description":...}.
+	s := &Server{Auth: hms.NewAuth("hw", hms.TokenErrors{
+		BadRequest:      map[string]any{"error": 1102, "sub_error": 20001, "error_description": "invalid request"},
+		BadGrant:        map[string]any{"error": 1102, "sub_error": 20003, "error_description": "unsupported grant_type"},
+		BadClient:       map[string]any{"error": 1101, "sub_error": 20152, "error_description": "invalid client"},
+		BadClientStatus: http.StatusBadRequest,
+	})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /oauth2/v3/token", s.token)
+	mux.HandleFunc("POST /oauth2/v3/token", s.Token)
 	mux.HandleFunc("POST /v1/{app}/messages:send", s.send)
 	srv, err := fake.Start(ca, fake.NewState(string(config.Huawei)), mux)
 	if err != nil {
@@ -88,20 +73,6 @@ func Start(ca *fake.CA) (*Server, error) {
 	return s, nil
 }
 
-// SetClock replaces the clock that issues and expires access tokens.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	s.now = now
-	s.mu.Unlock()
-}
-
-// TokensIssued returns how many access tokens the token endpoint issued.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.issues
-}
-
 // Allow registers cert's client id, secret and App ID as valid.
 func (s *Server) Allow(cert *config.Certificate) {
 	spec := cert.Huawei
@@ -109,9 +80,7 @@ func (s *Server) Allow(cert *config.Certificate) {
 	if id == "" {
 		id = spec.AppID
 	}
-	s.mu.Lock()
-	s.clients[id] = client{secret: strings.TrimSpace(string(cert.Data[config.KeyClientSecret])), appID: spec.AppID}
-	s.mu.Unlock()
+	s.Register(id, string(cert.Data[config.KeyClientSecret]), spec.AppID)
 }
 
 // TestCredential returns Secret data and a spec for a new credential; an
@@ -121,7 +90,7 @@ func TestCredential(appID string) (map[string][]byte, *config.HuaweiSpec) {
 		n, _ := rand.Int(rand.Reader, big.NewInt(900000000))
 		appID = strconv.FormatInt(100000000+n.Int64(), 10)
 	}
-	return map[string][]byte{config.KeyClientSecret: []byte(randomHex(32))}, &config.HuaweiSpec{AppID: appID}
+	return map[string][]byte{config.KeyClientSecret: []byte(fake.RandomHex(32))}, &config.HuaweiSpec{AppID: appID}
 }
 
 // Certificate makes a new credential, allows it, and returns a certificate
@@ -141,56 +110,8 @@ func (s *Server) Certificate(name string) *config.Certificate {
 	return cert
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// token is the OAuth client-credentials endpoint. Error bodies follow
-// Huawei's shape {"error":<n>,"sub_error":<n>,"error_description":...}.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": 1102, "sub_error": 20001, "error_description": "invalid request"})
-		return
-	}
-	if r.PostForm.Get("grant_type") != "client_credentials" {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": 1102, "sub_error": 20003, "error_description": "unsupported grant_type"})
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.clients[r.PostForm.Get("client_id")]
-	if !ok || c.secret != r.PostForm.Get("client_secret") {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": 1101, "sub_error": 20152, "error_description": "invalid client"})
-		return
-	}
-	tok := "hw" + randomHex(24)
-	s.issues++
-	s.tokens[tok] = issued{appID: c.appID, expires: s.now().Add(TokenLifetime)}
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": int(TokenLifetime / time.Second), "token_type": "Bearer"})
-}
-
-// authorize checks the bearer token; it returns the Huawei code of the
-// failure, or "".
-func (s *Server) authorize(r *http.Request) string {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, known := s.tokens[tok]
-	switch {
-	case !ok || !known || t.appID != r.PathValue("app"):
-		return "80200001"
-	case !s.now().Before(t.expires):
-		return "80200003"
-	}
-	return ""
+func fail(w http.ResponseWriter, status, code int, msg string) {
+	fake.WriteJSON(w, status, map[string]string{"code": strconv.Itoa(code), "msg": msg, "requestId": fake.RandomHex(8)})
 }
 
 type sendRequest struct {
@@ -219,8 +140,8 @@ type sendRequest struct {
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
-	if code := s.authorize(r); code != "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"code": code, "msg": "Oauth authentication error", "requestId": randomHex(8)})
+	if code := s.Authorize(r); code != 0 {
+		fail(w, http.StatusUnauthorized, code, "Oauth authentication error")
 		return
 	}
 	raw, err := io.ReadAll(r.Body)
@@ -229,25 +150,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	var req sendRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "80100003", "msg": "Illegal message structure"})
+		fail(w, http.StatusBadRequest, hms.CodeBadMessage, "Illegal message structure")
 		return
 	}
 	m := &req.Message
-	var dataText string
-	if len(m.Data) > 0 && json.Unmarshal(m.Data, &dataText) != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "80100003", "msg": "message.data must be a string"})
-		return
-	}
-	if len(m.Token) == 0 {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "80100001", "msg": "message.token is required"})
-		return
-	}
-	size := len(raw) - (len(m.Token) - 1) // the commas between tokens
-	for _, t := range m.Token {
-		size -= len(t) + 2 // the token and its quotes
-	}
-	if size > maxMessageBytes {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "80300008", "msg": "The message body size exceeds the default value"})
+	dataText, code, msg := hms.CheckBody(raw, m.Data, m.Token)
+	if code != 0 {
+		fail(w, http.StatusBadRequest, code, msg)
 		return
 	}
 
@@ -289,31 +198,19 @@ func received(appID, token, dataText string, req *sendRequest, code string) fake
 }
 
 func answer(w http.ResponseWriter, a fake.Answer, token string) {
-	if a.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
+	if fake.AnswerBare(w, a) {
+		return
 	}
-	body := map[string]string{"code": a.Code, "msg": "fake answer " + a.Code, "requestId": randomHex(8)}
-	switch {
-	case a.Code == "":
+	body := map[string]string{"code": a.Code, "msg": "fake answer " + a.Code, "requestId": fake.RandomHex(8)}
+	switch a.Code {
+	case "":
 		body["code"], body["msg"] = "80000000", "Success"
-		writeJSON(w, http.StatusOK, body)
-	case a.Code == "reset":
-		fake.Abort()
-	case strings.HasPrefix(a.Code, "status:"):
-		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-		if err != nil {
-			status = http.StatusInternalServerError
-		}
-		w.WriteHeader(status)
-	case a.Code == "80100000":
+		fake.WriteJSON(w, http.StatusOK, body)
+	case "80100000":
 		msg, _ := json.Marshal(map[string]any{"success": 0, "failure": 1, "illegal_tokens": []string{token}})
 		body["msg"] = string(msg)
-		writeJSON(w, http.StatusOK, body)
-	case strings.HasPrefix(a.Code, "802"):
-		writeJSON(w, http.StatusUnauthorized, body)
-	case strings.HasPrefix(a.Code, "810"):
-		writeJSON(w, http.StatusInternalServerError, body)
+		fake.WriteJSON(w, http.StatusOK, body)
 	default:
-		writeJSON(w, http.StatusBadRequest, body)
+		fake.WriteJSON(w, hms.Status(a.Code, http.StatusBadRequest), body)
 	}
 }

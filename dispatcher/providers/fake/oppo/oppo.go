@@ -22,14 +22,12 @@
 package oppo
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -81,21 +79,15 @@ var messages = map[int]string{
 type Server struct {
 	*fake.Server
 
-	mu     sync.Mutex
-	apps   map[string]string // app key → master secret
-	tokens map[string]issued
-	now    func() time.Time
-	auths  int
-}
+	*fake.Tokens
 
-type issued struct {
-	appKey  string
-	expires time.Time
+	mu   sync.Mutex
+	apps map[string]string // app key → master secret
 }
 
 // Start serves the fake on a TLS server with a certificate from ca.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{apps: map[string]string{}, tokens: map[string]issued{}, now: time.Now}
+	s := &Server{Tokens: fake.NewTokens(tokenLifetime), apps: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+authPath, s.auth)
 	mux.HandleFunc("POST "+sendPath, s.send)
@@ -112,28 +104,6 @@ func (s *Server) Allow(cert *config.Certificate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apps[string(cert.Data[config.KeyAppKey])] = string(cert.Data[config.KeyMasterSecret])
-}
-
-// SetClock replaces the clock that timestamps and token expiry are checked
-// against, so tests can move time without sleeping.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
-// TokensIssued returns how many auth_tokens the fake has issued.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.auths
-}
-
-// RevokeTokens invalidates every issued auth_token, as if they had expired.
-func (s *Server) RevokeTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tokens = map[string]issued{}
 }
 
 // TestCredential returns Secret data and a spec for a test credential derived
@@ -186,7 +156,7 @@ func (s *Server) checkAuth(appKey, timestamp, sign string) int {
 	if err != nil || len(timestamp) != 13 {
 		return 19
 	}
-	if d := s.now().Sub(time.UnixMilli(ms)); d > timestampWindow || d < -timestampWindow {
+	if d := s.Now().Sub(time.UnixMilli(ms)); d > timestampWindow || d < -timestampWindow {
 		return 19
 	}
 	switch {
@@ -208,12 +178,8 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 		reply(w, code, nil)
 		return
 	}
-	token := randomHex(16)
-	s.mu.Lock()
-	now := s.now()
-	s.tokens[token] = issued{appKey: appKey, expires: now.Add(tokenLifetime)}
-	s.auths++
-	s.mu.Unlock()
+	token := fake.RandomHex(16)
+	now := s.Issue(token, appKey)
 	reply(w, 0, map[string]any{"auth_token": token, "create_time": now.UnixMilli()})
 }
 
@@ -222,13 +188,11 @@ func (s *Server) tokenCode(token string) (appKey string, code int) {
 	if token == "" {
 		return "", 29
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.tokens[token]
-	if !ok || !s.now().Before(t.expires) {
+	appKey, _, live := s.Check(token)
+	if !live {
 		return "", 11
 	}
-	return t.appKey, 0
+	return appKey, 0
 }
 
 type notification struct {
@@ -322,29 +286,19 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		},
 		Answered: a.Code,
 	})
-	if a.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
+	if fake.AnswerBare(w, a) {
+		return
 	}
-	switch {
-	case a.Code == "":
-		reply(w, 0, map[string]any{"messageId": randomHex(12)})
-	case a.Code == "reset":
-		fake.Abort()
-	case strings.HasPrefix(a.Code, "status:"):
-		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-		if err != nil {
-			http.Error(w, "fake oppo: bad answer code "+a.Code, http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(status)
-	default:
-		code, err := strconv.Atoi(a.Code)
-		if err != nil {
-			http.Error(w, "fake oppo: unknown answer code "+a.Code, http.StatusBadRequest)
-			return
-		}
-		reply(w, code, nil)
+	if a.Code == "" {
+		reply(w, 0, map[string]any{"messageId": fake.RandomHex(12)})
+		return
 	}
+	code, err := strconv.Atoi(a.Code)
+	if err != nil {
+		http.Error(w, "fake oppo: unknown answer code "+a.Code, http.StatusBadRequest)
+		return
+	}
+	reply(w, code, nil)
 }
 
 // reply writes OPPO's envelope; OPPO answers errors with HTTP 200 too.
@@ -359,10 +313,4 @@ func reply(w http.ResponseWriter, code int, data any) {
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
@@ -26,7 +27,8 @@ func TestExpectedSignKnownAnswer(t *testing.T) {
 
 func TestCheckAuth(t *testing.T) {
 	now := time.UnixMilli(1700000000000)
-	s := &Server{apps: map[string]string{"appkey": "secret"}, now: func() time.Time { return now }}
+	s := &Server{Tokens: fake.NewTokens(tokenLifetime), apps: map[string]string{"appkey": "secret"}}
+	s.SetClock(func() time.Time { return now })
 	ms := func(d time.Duration) string { return strconv.FormatInt(now.Add(d).UnixMilli(), 10) }
 	tests := []struct {
 		name, appKey, ts, sign string

@@ -37,7 +37,6 @@ package vivo
 import (
 	"bytes"
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -98,24 +97,18 @@ var descs = map[int]string{
 type Server struct {
 	*fake.Server
 
+	*fake.Tokens
+
 	mu       sync.Mutex
-	apps     map[string]app // by appId
-	tokens   map[string]issued
+	apps     map[string]app    // by appId
 	accepted map[string]string // appId + requestId → taskId
-	now      func() time.Time
-	auths    int
 }
 
 type app struct{ key, secret string }
 
-type issued struct {
-	appID   string
-	expires time.Time
-}
-
 // Start serves the fake on a TLS server with a certificate from ca.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{apps: map[string]app{}, tokens: map[string]issued{}, accepted: map[string]string{}, now: time.Now}
+	s := &Server{Tokens: fake.NewTokens(tokenLifetime), apps: map[string]app{}, accepted: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+authPath, s.auth)
 	mux.HandleFunc("POST "+sendPath, s.send)
@@ -132,28 +125,6 @@ func (s *Server) Allow(cert *config.Certificate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apps[cert.Vivo.AppID] = app{key: string(cert.Data[config.KeyAppKey]), secret: string(cert.Data[config.KeyAppSecret])}
-}
-
-// SetClock replaces the clock that timestamps and token expiry are checked
-// against, so tests can move time without sleeping.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
-// TokensIssued returns how many authTokens the fake has issued.
-func (s *Server) TokensIssued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.auths
-}
-
-// RevokeTokens invalidates every issued authToken, as if they had expired.
-func (s *Server) RevokeTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tokens = map[string]issued{}
 }
 
 // TestCredential returns Secret data and a spec for a test credential derived
@@ -236,7 +207,7 @@ func (s *Server) checkAuth(req *authRequest) int {
 	case req.AppKey != a.key:
 		return 10202
 	}
-	if d := s.now().Sub(time.UnixMilli(req.Timestamp)); d > timestampWindow || d < -timestampWindow {
+	if d := s.Now().Sub(time.UnixMilli(req.Timestamp)); d > timestampWindow || d < -timestampWindow {
 		return 10207
 	}
 	if req.Sign != expectedSign(string(req.AppID), req.AppKey, strconv.FormatInt(req.Timestamp, 10), a.secret) {
@@ -255,11 +226,8 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 		reply(w, code, nil)
 		return
 	}
-	token := randomHex(16)
-	s.mu.Lock()
-	s.tokens[token] = issued{appID: string(req.AppID), expires: s.now().Add(tokenLifetime)}
-	s.auths++
-	s.mu.Unlock()
+	token := fake.RandomHex(16)
+	s.Issue(token, string(req.AppID))
 	reply(w, 0, map[string]any{"authToken": token})
 }
 
@@ -322,12 +290,8 @@ func validate(m *sendRequest) int {
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
-	token := r.Header.Get("authToken")
-	s.mu.Lock()
-	t, ok := s.tokens[token]
-	valid := ok && s.now().Before(t.expires)
-	s.mu.Unlock()
-	if !valid {
+	appID, _, live := s.Check(r.Header.Get("authToken"))
+	if !live {
 		reply(w, 10000, nil)
 		return
 	}
@@ -336,7 +300,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		reply(w, codeBadParam, nil)
 		return
 	}
-	if string(m.AppID) != t.appID {
+	if string(m.AppID) != appID {
 		reply(w, 10094, nil)
 		return
 	}
@@ -344,7 +308,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		reply(w, code, nil)
 		return
 	}
-	dedupe := t.appID + "/" + m.RequestID
+	dedupe := appID + "/" + m.RequestID
 	s.mu.Lock()
 	taskID, seen := s.accepted[dedupe]
 	s.mu.Unlock()
@@ -362,32 +326,23 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		Fields:   fields(&m),
 		Answered: a.Code,
 	})
-	if a.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
+	if fake.AnswerBare(w, a) {
+		return
 	}
 	switch {
 	case a.Code == "":
-		taskID := randomHex(8)
+		taskID := fake.RandomHex(8)
 		s.mu.Lock()
 		s.accepted[dedupe] = taskID
 		s.mu.Unlock()
 		reply(w, 0, map[string]any{"taskId": taskID})
-	case a.Code == "reset":
-		fake.Abort()
 	case strings.HasPrefix(a.Code, "invalidUser:"):
 		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "invalidUser:"))
 		if err != nil {
 			http.Error(w, "fake vivo: bad answer code "+a.Code, http.StatusBadRequest)
 			return
 		}
-		reply(w, 0, map[string]any{"taskId": randomHex(8), "invalidUser": map[string]any{"userid": m.RegID, "status": status}})
-	case strings.HasPrefix(a.Code, "status:"):
-		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-		if err != nil {
-			http.Error(w, "fake vivo: bad answer code "+a.Code, http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(status)
+		reply(w, 0, map[string]any{"taskId": fake.RandomHex(8), "invalidUser": map[string]any{"userid": m.RegID, "status": status}})
 	default:
 		code, err := strconv.Atoi(a.Code)
 		if err != nil {
@@ -434,10 +389,4 @@ func reply(w http.ResponseWriter, code int, extra map[string]any) {
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

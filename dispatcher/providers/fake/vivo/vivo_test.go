@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 )
 
@@ -26,7 +27,8 @@ func TestExpectedSignKnownAnswer(t *testing.T) {
 
 func TestCheckAuth(t *testing.T) {
 	now := time.UnixMilli(1700000000000)
-	s := &Server{apps: map[string]app{"10004": {key: "appkey", secret: "secret"}}, now: func() time.Time { return now }}
+	s := &Server{Tokens: fake.NewTokens(tokenLifetime), apps: map[string]app{"10004": {key: "appkey", secret: "secret"}}}
+	s.SetClock(func() time.Time { return now })
 	at := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
 	signed := func(d time.Duration) authRequest {
 		ts := at(d)
