@@ -1,7 +1,6 @@
 package apns_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -62,18 +61,11 @@ func newClient(t *testing.T, srv *fakeapns.Server, kind credentialKind, now func
 	t.Helper()
 	cert := credentialFor(t, srv, kind)
 	srv.Allow(cert)
-	c, err := apns.New(cert, providers.Options{Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return providertest.Client(t, apns.New, cert, providers.Options{Now: now})
 }
 
-func send(t *testing.T, c providers.Client, m *providers.Message) providers.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return c.Send(ctx, m)
+func send(_ *testing.T, c providers.Client, m *providers.Message) providers.Result {
+	return providertest.Send(c, m, 10*time.Second)
 }
 
 func intp(i int) *int { return &i }

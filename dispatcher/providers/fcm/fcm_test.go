@@ -44,18 +44,11 @@ func newClient(t *testing.T, srv *fakefcm.Server, now func() time.Time) provider
 	t.Helper()
 	cert := credential(t, srv)
 	srv.Allow(cert)
-	c, err := fcm.New(cert, providers.Options{Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return providertest.Client(t, fcm.New, cert, providers.Options{Now: now})
 }
 
-func send(t *testing.T, c providers.Client, m *providers.Message) providers.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return c.Send(ctx, m)
+func send(_ *testing.T, c providers.Client, m *providers.Message) providers.Result {
+	return providertest.Send(c, m, 15*time.Second)
 }
 
 func intp(i int) *int { return &i }

@@ -2,7 +2,6 @@ package honor
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -171,14 +170,7 @@ func TestExactRequests(t *testing.T) {
 }
 
 func TestSendOutcomes(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		answers    []fake.Answer
-		outcome    providers.Outcome
-		reason     string
-		retryAfter time.Duration
-		sends      int
-	}{
+	providertest.RunSends(t, []providertest.SendCase{
 		{"expired token listed", []fake.Answer{{Code: "expireToken"}}, providers.DropToken, "expireToken", 0, 1},
 		{"failed token listed", []fake.Answer{{Code: "failToken"}}, providers.Retry, "failToken", 0, 1},
 		{"all tokens invalid", []fake.Answer{{Code: "80300007"}}, providers.DropToken, "80300007", 0, 1},
@@ -193,19 +185,11 @@ func TestSendOutcomes(t *testing.T) {
 		{"expired code once: refreshed and resent", []fake.Answer{{Code: "80200003", Times: 1}}, providers.Delivered, "200", 0, 2},
 		{"401 twice: credentials", []fake.Answer{{Code: "status:401", Times: 2}}, providers.BadCredentials, "401", 0, 2},
 		{"auth failed twice: credentials", []fake.Answer{{Code: "80200001", Times: 2}}, providers.BadCredentials, "80200001", 0, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := setup(t)
-			e.fake.State.Script("tok-1", tc.answers...)
-			res := e.client(t).Send(context.Background(), testMessage("tok-1"))
-			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.RetryAfter != tc.retryAfter {
-				t.Errorf("Send = %v %q retry-after %v (%v), want %v %q %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tc.outcome, tc.reason, tc.retryAfter)
-			}
-			if n := e.fake.State.Count(); n != tc.sends {
-				t.Errorf("fake recorded %d sends, want %d", n, tc.sends)
-			}
-		})
-	}
+	}, func(t *testing.T, answers []fake.Answer) (providers.Result, *fake.State) {
+		e := setup(t)
+		e.fake.State.Script("tok-1", answers...)
+		return e.client(t).Send(context.Background(), testMessage("tok-1")), e.fake.State
+	})
 }
 
 func TestTokenRefresh(t *testing.T) {
@@ -242,13 +226,7 @@ func TestTokenRefresh(t *testing.T) {
 func TestWrongSecret(t *testing.T) {
 	e := setup(t)
 	e.cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
-	res := e.client(t).Send(context.Background(), testMessage("tok-1"))
-	if res.Outcome != providers.BadCredentials || res.Reason != "invalid_client" {
-		t.Errorf("Send = %v %q (%v), want BadCredentials invalid_client", res.Outcome, res.Reason, res.Err)
-	}
-	if e.fake.State.Count() != 0 {
-		t.Error("a send got through without a token")
-	}
+	providertest.WantBadCredentials(t, e.fake.State, e.client(t), testMessage("tok-1"), "invalid_client")
 }
 
 func TestTruncation(t *testing.T) {
@@ -272,12 +250,13 @@ func TestValidate(t *testing.T) {
 			Honor: &config.HonorSpec{AppID: "104411047", ClientID: "abc123"},
 		}
 	}
-	for _, tc := range []struct {
-		name   string
-		mutate func(c *config.Certificate)
-		reason string
-		key    string
-	}{
+	providertest.Credentials{Good: good, Validate: Validate, New: New,
+		Accepted: func(t *testing.T, cert *config.Certificate, info providers.CredentialInfo) {
+			if !strings.Contains(info.Subject, cert.Honor.ClientID) {
+				t.Errorf("subject %q does not name the client", info.Subject)
+			}
+		},
+	}.RunValidate(t, []providertest.ValidateCase{
 		{"good", func(*config.Certificate) {}, "", ""},
 		{"good with badge class", func(c *config.Certificate) { c.Data[KeyBadgeClass] = []byte("com.example.Main") }, "", ""},
 		{"no spec", func(c *config.Certificate) { c.Honor = nil }, providers.ReasonInvalidCredentials, ""},
@@ -287,30 +266,5 @@ func TestValidate(t *testing.T) {
 		{"no secret", func(c *config.Certificate) { delete(c.Data, config.KeyClientSecret) }, providers.ReasonKeyMissing, config.KeyClientSecret},
 		{"blank secret", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("\n") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
 		{"secret with a space", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("ab cd") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cert := good()
-			tc.mutate(cert)
-			info, err := Validate(cert)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				if !strings.Contains(info.Subject, cert.Honor.ClientID) {
-					t.Errorf("subject %q does not name the client", info.Subject)
-				}
-				if _, err := New(cert, providers.Options{}); err != nil {
-					t.Errorf("New: %v", err)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tc.reason || ce.Key != tc.key {
-				t.Fatalf("Validate = %v, want CredentialError %s key %q", err, tc.reason, tc.key)
-			}
-			if _, err := New(cert, providers.Options{}); err == nil {
-				t.Error("New accepted an invalid certificate")
-			}
-		})
-	}
+	})
 }

@@ -2,7 +2,6 @@ package huawei
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -167,14 +166,7 @@ func TestExactRequests(t *testing.T) {
 }
 
 func TestSendOutcomes(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		answers    []fake.Answer
-		outcome    providers.Outcome
-		reason     string
-		retryAfter time.Duration
-		sends      int // sends the fake records
-	}{
+	providertest.RunSends(t, []providertest.SendCase{
 		{"all tokens invalid", []fake.Answer{{Code: "80300007"}}, providers.DropToken, "80300007", 0, 1},
 		{"partial success lists our token", []fake.Answer{{Code: "80100000"}}, providers.DropToken, "80100000", 0, 1},
 		{"bad parameters", []fake.Answer{{Code: "80100003"}}, providers.BadMessage, "80100003", 0, 1},
@@ -192,19 +184,11 @@ func TestSendOutcomes(t *testing.T) {
 		{"token expired once: refreshed and resent", []fake.Answer{{Code: "80200003", Times: 1}}, providers.Delivered, "80000000", 0, 2},
 		{"JWT expired once: refreshed and resent", []fake.Answer{{Code: "80200005", Times: 1}}, providers.Delivered, "80000000", 0, 2},
 		{"token expired twice: credentials", []fake.Answer{{Code: "80200003", Times: 2}}, providers.BadCredentials, "80200003", 0, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := setup(t)
-			e.fake.State.Script("tok-1", tc.answers...)
-			res := e.client(t).Send(context.Background(), testMessage("tok-1"))
-			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.RetryAfter != tc.retryAfter {
-				t.Errorf("Send = %v %q retry-after %v (%v), want %v %q %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tc.outcome, tc.reason, tc.retryAfter)
-			}
-			if n := e.fake.State.Count(); n != tc.sends {
-				t.Errorf("fake recorded %d sends, want %d", n, tc.sends)
-			}
-		})
-	}
+	}, func(t *testing.T, answers []fake.Answer) (providers.Result, *fake.State) {
+		e := setup(t)
+		e.fake.State.Script("tok-1", answers...)
+		return e.client(t).Send(context.Background(), testMessage("tok-1")), e.fake.State
+	})
 }
 
 func TestTokenRefresh(t *testing.T) {
@@ -243,13 +227,7 @@ func TestTokenRefresh(t *testing.T) {
 func TestWrongSecret(t *testing.T) {
 	e := setup(t)
 	e.cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
-	res := e.client(t).Send(context.Background(), testMessage("tok-1"))
-	if res.Outcome != providers.BadCredentials || res.Reason != "1101" {
-		t.Errorf("Send = %v %q (%v), want BadCredentials 1101", res.Outcome, res.Reason, res.Err)
-	}
-	if e.fake.State.Count() != 0 {
-		t.Error("a send got through without a token")
-	}
+	providertest.WantBadCredentials(t, e.fake.State, e.client(t), testMessage("tok-1"), "1101")
 }
 
 func TestTruncation(t *testing.T) {
@@ -290,12 +268,13 @@ func TestValidate(t *testing.T) {
 			Huawei: &config.HuaweiSpec{AppID: "10001"},
 		}
 	}
-	for _, tc := range []struct {
-		name   string
-		mutate func(c *config.Certificate)
-		reason string
-		key    string
-	}{
+	providertest.Credentials{Good: good, Validate: Validate, New: New,
+		Accepted: func(t *testing.T, cert *config.Certificate, info providers.CredentialInfo) {
+			if !strings.Contains(info.Subject, cert.Huawei.AppID) {
+				t.Errorf("subject %q does not name the app", info.Subject)
+			}
+		},
+	}.RunValidate(t, []providertest.ValidateCase{
 		{"good", func(*config.Certificate) {}, "", ""},
 		{"good with client id and badge class", func(c *config.Certificate) {
 			c.Huawei.ClientID = "20002"
@@ -309,30 +288,5 @@ func TestValidate(t *testing.T) {
 		{"blank secret", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte(" \n") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
 		{"secret with a space", func(c *config.Certificate) { c.Data[config.KeyClientSecret] = []byte("ab cd") }, providers.ReasonInvalidCredentials, config.KeyClientSecret},
 		{"blank badge class", func(c *config.Certificate) { c.Data[KeyBadgeClass] = []byte("") }, providers.ReasonInvalidCredentials, KeyBadgeClass},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cert := good()
-			tc.mutate(cert)
-			info, err := Validate(cert)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				if !strings.Contains(info.Subject, cert.Huawei.AppID) {
-					t.Errorf("subject %q does not name the app", info.Subject)
-				}
-				if _, err := New(cert, providers.Options{}); err != nil {
-					t.Errorf("New: %v", err)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tc.reason || ce.Key != tc.key {
-				t.Fatalf("Validate = %v, want CredentialError %s key %q", err, tc.reason, tc.key)
-			}
-			if _, err := New(cert, providers.Options{}); err == nil {
-				t.Error("New accepted an invalid certificate")
-			}
-		})
-	}
+	})
 }

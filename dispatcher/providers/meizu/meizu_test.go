@@ -2,7 +2,6 @@ package meizu_test
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -170,13 +169,7 @@ func TestLocalRejects(t *testing.T) {
 
 func TestAnswerOutcomes(t *testing.T) {
 	midnight := time.Date(2025, 3, 11, 0, 0, 0, 0, providers.Beijing)
-	tests := []struct {
-		answer     fake.Answer
-		outcome    providers.Outcome
-		reason     string
-		retryAfter time.Duration
-		resumeAt   time.Time
-	}{
+	providertest.RunAnswers(t, []providertest.AnswerCase{
 		// Per-pushId codes inside value.
 		{fake.Answer{Code: "110002"}, providers.DropToken, "110002", 0, time.Time{}},
 		{fake.Answer{Code: "110003"}, providers.DropToken, "110003", 0, time.Time{}},
@@ -210,30 +203,16 @@ func TestAnswerOutcomes(t *testing.T) {
 		{fake.Answer{Code: "status:403"}, providers.BadCredentials, "HTTP 403", 0, time.Time{}},
 		{fake.Answer{Code: "status:400"}, providers.BadMessage, "HTTP 400", 0, time.Time{}},
 		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.answer.Code, func(t *testing.T) {
-			e := setup(t)
-			e.srv.State.Script("tok", tt.answer)
-			res := e.client.Send(context.Background(), msg("tok"))
-			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.RetryAfter != tt.retryAfter {
-				t.Fatalf("Send = %v %q retryAfter %v, want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, tt.outcome, tt.reason, tt.retryAfter)
-			}
-			if !res.ResumeAt.Equal(tt.resumeAt) {
-				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.resumeAt)
-			}
-		})
-	}
+	}, func(t *testing.T, a fake.Answer) providers.Result {
+		e := setup(t)
+		e.srv.State.Script("tok", a)
+		return e.client.Send(context.Background(), msg("tok"))
+	})
 }
 
 func TestTimeout(t *testing.T) {
 	e := setup(t)
-	e.srv.State.Script("tok", fake.Answer{Delay: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if res := e.client.Send(ctx, msg("tok")); res.Outcome != providers.Retry || res.Reason != "timeout" {
-		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
-	}
+	providertest.WantTimeout(t, e.srv.State, e.client, msg("tok"))
 }
 
 func TestSignatureRejected(t *testing.T) {
@@ -252,56 +231,25 @@ func TestSignatureRejected(t *testing.T) {
 			e := setup(t)
 			cert := *e.cert
 			tt.edit(&cert)
-			c, err := meizu.New(&cert, providers.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := c.Send(context.Background(), msg("tok"))
-			if res.Outcome != providers.BadCredentials || res.Reason != tt.reason {
-				t.Fatalf("Send = %v %q, want BadCredentials %q", res.Outcome, res.Reason, tt.reason)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			c := providertest.Client(t, meizu.New, &cert, providers.Options{})
+			providertest.WantBadCredentials(t, e.srv.State, c, msg("tok"), tt.reason)
 		})
 	}
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		edit   func(c *config.Certificate)
-		reason string
-		key    string
-	}{
+	good := func() *config.Certificate {
+		return &config.Certificate{
+			Name: "c", Provider: config.Meizu,
+			Data:  map[string][]byte{config.KeyAppSecret: []byte("s3cret")},
+			Meizu: &config.MeizuSpec{AppID: "100999"},
+		}
+	}
+	providertest.Credentials{Good: good, Validate: meizu.Validate, New: meizu.New, Accepted: providertest.SubjectIs("appId 100999")}.RunValidate(t, []providertest.ValidateCase{
 		{"good", func(*config.Certificate) {}, "", ""},
 		{"no meizu spec", func(c *config.Certificate) { c.Meizu = nil }, providers.ReasonInvalidCredentials, ""},
 		{"appID not a number", func(c *config.Certificate) { c.Meizu.AppID = "abc" }, providers.ReasonInvalidCredentials, ""},
 		{"no appSecret", func(c *config.Certificate) { c.Data = nil }, providers.ReasonKeyMissing, config.KeyAppSecret},
 		{"appSecret with newline", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte("s3cret\r\n") }, providers.ReasonInvalidCredentials, config.KeyAppSecret},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cert := &config.Certificate{
-				Name: "c", Provider: config.Meizu,
-				Data:  map[string][]byte{config.KeyAppSecret: []byte("s3cret")},
-				Meizu: &config.MeizuSpec{AppID: "100999"},
-			}
-			tt.edit(cert)
-			info, err := meizu.Validate(cert)
-			if tt.reason == "" {
-				if err != nil || info.Subject != "appId 100999" {
-					t.Fatalf("Validate = %+v, %v", info, err)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tt.reason || ce.Key != tt.key {
-				t.Fatalf("Validate = %v, want %s on %q", err, tt.reason, tt.key)
-			}
-			if _, err := meizu.New(cert, providers.Options{}); err == nil {
-				t.Fatal("New accepted an invalid certificate")
-			}
-		})
-	}
+	})
 }

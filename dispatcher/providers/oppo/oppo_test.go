@@ -2,7 +2,6 @@ package oppo_test
 
 import (
 	"context"
-	"errors"
 	"hash/fnv"
 	"net/http"
 	"net/url"
@@ -154,13 +153,7 @@ func TestLocalRejects(t *testing.T) {
 }
 
 func TestAnswerOutcomes(t *testing.T) {
-	tests := []struct {
-		answer     fake.Answer
-		outcome    providers.Outcome
-		reason     string
-		retryAfter time.Duration
-		resumeAt   time.Time
-	}{
+	providertest.RunAnswers(t, []providertest.AnswerCase{
 		{fake.Answer{Code: "10000"}, providers.DropToken, "10000", 0, time.Time{}},
 		{fake.Answer{Code: "33"}, providers.QuotaExceeded, "33", 0, time.Date(2025, 3, 11, 0, 0, 0, 0, providers.Beijing)},
 		{fake.Answer{Code: "-1"}, providers.Retry, "-1", 0, time.Time{}},
@@ -184,30 +177,16 @@ func TestAnswerOutcomes(t *testing.T) {
 		{fake.Answer{Code: "status:403"}, providers.BadCredentials, "HTTP 403", 0, time.Time{}},
 		{fake.Answer{Code: "status:404"}, providers.BadMessage, "HTTP 404", 0, time.Time{}},
 		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.answer.Code, func(t *testing.T) {
-			e := setup(t)
-			e.srv.State.Script("tok", tt.answer)
-			res := e.client.Send(context.Background(), msg("tok"))
-			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.RetryAfter != tt.retryAfter {
-				t.Fatalf("Send = %v %q retryAfter %v, want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, tt.outcome, tt.reason, tt.retryAfter)
-			}
-			if !res.ResumeAt.Equal(tt.resumeAt) {
-				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.resumeAt)
-			}
-		})
-	}
+	}, func(t *testing.T, a fake.Answer) providers.Result {
+		e := setup(t)
+		e.srv.State.Script("tok", a)
+		return e.client.Send(context.Background(), msg("tok"))
+	})
 }
 
 func TestTimeout(t *testing.T) {
 	e := setup(t)
-	e.srv.State.Script("tok", fake.Answer{Delay: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if res := e.client.Send(ctx, msg("tok")); res.Outcome != providers.Retry || res.Reason != "timeout" {
-		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
-	}
+	providertest.WantTimeout(t, e.srv.State, e.client, msg("tok"))
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
@@ -313,17 +292,8 @@ func TestAuthFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := setup(t)
-			c, err := oppo.New(tt.mutate(e), providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := c.Send(context.Background(), msg("tok"))
-			if res.Outcome != providers.BadCredentials || res.Reason != tt.reason {
-				t.Fatalf("Send = %v %q, want BadCredentials %q", res.Outcome, res.Reason, tt.reason)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			c := providertest.Client(t, oppo.New, tt.mutate(e), providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
+			providertest.WantBadCredentials(t, e.srv.State, c, msg("tok"), tt.reason)
 		})
 	}
 }
@@ -381,43 +351,15 @@ func TestRegionHosts(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := func() map[string][]byte {
-		return map[string][]byte{config.KeyAppKey: []byte("ak123"), config.KeyMasterSecret: []byte("ms456")}
+	good := func() *config.Certificate {
+		return &config.Certificate{Name: "c", Provider: config.OPPO,
+			Data: map[string][]byte{config.KeyAppKey: []byte("ak123"), config.KeyMasterSecret: []byte("ms456")}}
 	}
-	tests := []struct {
-		name   string
-		edit   func(d map[string][]byte)
-		reason string
-		key    string
-	}{
-		{"good", func(map[string][]byte) {}, "", ""},
-		{"no appKey", func(d map[string][]byte) { delete(d, config.KeyAppKey) }, providers.ReasonKeyMissing, config.KeyAppKey},
-		{"empty masterSecret", func(d map[string][]byte) { d[config.KeyMasterSecret] = nil }, providers.ReasonKeyMissing, config.KeyMasterSecret},
-		{"masterSecret with newline", func(d map[string][]byte) { d[config.KeyMasterSecret] = []byte("ms456\n") }, providers.ReasonInvalidCredentials, config.KeyMasterSecret},
-		{"appKey with space", func(d map[string][]byte) { d[config.KeyAppKey] = []byte("ak 123") }, providers.ReasonInvalidCredentials, config.KeyAppKey},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			data := good()
-			tt.edit(data)
-			cert := &config.Certificate{Name: "c", Provider: config.OPPO, Data: data}
-			info, err := oppo.Validate(cert)
-			if tt.reason == "" {
-				if err != nil {
-					t.Fatalf("Validate = %v", err)
-				}
-				if info.Subject != "appKey ak123" {
-					t.Fatalf("Subject = %q", info.Subject)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tt.reason || ce.Key != tt.key {
-				t.Fatalf("Validate = %v, want %s on %q", err, tt.reason, tt.key)
-			}
-			if _, err := oppo.New(cert, providers.Options{}); err == nil {
-				t.Fatal("New accepted an invalid certificate")
-			}
-		})
-	}
+	providertest.Credentials{Good: good, Validate: oppo.Validate, New: oppo.New, Accepted: providertest.SubjectIs("appKey ak123")}.RunValidate(t, []providertest.ValidateCase{
+		{"good", func(*config.Certificate) {}, "", ""},
+		{"no appKey", func(c *config.Certificate) { delete(c.Data, config.KeyAppKey) }, providers.ReasonKeyMissing, config.KeyAppKey},
+		{"empty masterSecret", func(c *config.Certificate) { c.Data[config.KeyMasterSecret] = nil }, providers.ReasonKeyMissing, config.KeyMasterSecret},
+		{"masterSecret with newline", func(c *config.Certificate) { c.Data[config.KeyMasterSecret] = []byte("ms456\n") }, providers.ReasonInvalidCredentials, config.KeyMasterSecret},
+		{"appKey with space", func(c *config.Certificate) { c.Data[config.KeyAppKey] = []byte("ak 123") }, providers.ReasonInvalidCredentials, config.KeyAppKey},
+	})
 }

@@ -2,7 +2,6 @@ package vivo_test
 
 import (
 	"context"
-	"errors"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -207,13 +206,7 @@ func TestCategoryRejectedByFake(t *testing.T) {
 
 func TestAnswerOutcomes(t *testing.T) {
 	midnight := time.Date(2025, 3, 11, 0, 0, 0, 0, providers.Beijing)
-	tests := []struct {
-		answer     fake.Answer
-		outcome    providers.Outcome
-		reason     string
-		retryAfter time.Duration
-		resumeAt   time.Time
-	}{
+	providertest.RunAnswers(t, []providertest.AnswerCase{
 		{fake.Answer{Code: "invalidUser:1"}, providers.DropToken, "invalidUser:1", 0, time.Time{}},
 		{fake.Answer{Code: "invalidUser:2"}, providers.DropToken, "invalidUser:2", 0, time.Time{}},
 		{fake.Answer{Code: "invalidUser:3"}, providers.DropToken, "invalidUser:3", 0, time.Time{}},
@@ -234,30 +227,16 @@ func TestAnswerOutcomes(t *testing.T) {
 		{fake.Answer{Code: "status:401"}, providers.BadCredentials, "HTTP 401", 0, time.Time{}},
 		{fake.Answer{Code: "status:400"}, providers.BadMessage, "HTTP 400", 0, time.Time{}},
 		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.answer.Code, func(t *testing.T) {
-			e := setup(t)
-			e.srv.State.Script("tok", tt.answer)
-			res := e.client.Send(context.Background(), msg("n-1", "tok"))
-			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.RetryAfter != tt.retryAfter {
-				t.Fatalf("Send = %v %q retryAfter %v, want %v %q retryAfter %v", res.Outcome, res.Reason, res.RetryAfter, tt.outcome, tt.reason, tt.retryAfter)
-			}
-			if !res.ResumeAt.Equal(tt.resumeAt) {
-				t.Fatalf("ResumeAt = %v, want %v", res.ResumeAt, tt.resumeAt)
-			}
-		})
-	}
+	}, func(t *testing.T, a fake.Answer) providers.Result {
+		e := setup(t)
+		e.srv.State.Script("tok", a)
+		return e.client.Send(context.Background(), msg("n-1", "tok"))
+	})
 }
 
 func TestTimeout(t *testing.T) {
 	e := setup(t)
-	e.srv.State.Script("tok", fake.Answer{Delay: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if res := e.client.Send(ctx, msg("n-1", "tok")); res.Outcome != providers.Retry || res.Reason != "timeout" {
-		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
-	}
+	providertest.WantTimeout(t, e.srv.State, e.client, msg("n-1", "tok"))
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
@@ -351,57 +330,26 @@ func TestAuthFailures(t *testing.T) {
 				cert.Data[k] = v
 			}
 			tt.edit(&cert)
-			c, err := vivo.New(&cert, providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := c.Send(context.Background(), msg("n-1", "tok"))
-			if res.Outcome != providers.BadCredentials || res.Reason != tt.reason {
-				t.Fatalf("Send = %v %q, want BadCredentials %q", res.Outcome, res.Reason, tt.reason)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			c := providertest.Client(t, vivo.New, &cert, providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
+			providertest.WantBadCredentials(t, e.srv.State, c, msg("n-1", "tok"), tt.reason)
 		})
 	}
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		edit   func(c *config.Certificate)
-		reason string
-		key    string
-	}{
+	good := func() *config.Certificate {
+		return &config.Certificate{
+			Name: "c", Provider: config.Vivo,
+			Data: map[string][]byte{config.KeyAppKey: []byte("ak"), config.KeyAppSecret: []byte("s3cret")},
+			Vivo: &config.VivoSpec{AppID: "10004"},
+		}
+	}
+	providertest.Credentials{Good: good, Validate: vivo.Validate, New: vivo.New, Accepted: providertest.SubjectIs("appId 10004")}.RunValidate(t, []providertest.ValidateCase{
 		{"good", func(*config.Certificate) {}, "", ""},
 		{"no vivo spec", func(c *config.Certificate) { c.Vivo = nil }, providers.ReasonInvalidCredentials, ""},
 		{"appID not a number", func(c *config.Certificate) { c.Vivo.AppID = "com.example" }, providers.ReasonInvalidCredentials, ""},
 		{"no appKey", func(c *config.Certificate) { delete(c.Data, config.KeyAppKey) }, providers.ReasonKeyMissing, config.KeyAppKey},
 		{"no appSecret", func(c *config.Certificate) { delete(c.Data, config.KeyAppSecret) }, providers.ReasonKeyMissing, config.KeyAppSecret},
 		{"appSecret with newline", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte("s3cret\n") }, providers.ReasonInvalidCredentials, config.KeyAppSecret},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cert := &config.Certificate{
-				Name: "c", Provider: config.Vivo,
-				Data: map[string][]byte{config.KeyAppKey: []byte("ak"), config.KeyAppSecret: []byte("s3cret")},
-				Vivo: &config.VivoSpec{AppID: "10004"},
-			}
-			tt.edit(cert)
-			info, err := vivo.Validate(cert)
-			if tt.reason == "" {
-				if err != nil || info.Subject != "appId 10004" {
-					t.Fatalf("Validate = %+v, %v", info, err)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tt.reason || ce.Key != tt.key {
-				t.Fatalf("Validate = %v, want %s on %q", err, tt.reason, tt.key)
-			}
-			if _, err := vivo.New(cert, providers.Options{}); err == nil {
-				t.Fatal("New accepted an invalid certificate")
-			}
-		})
-	}
+	})
 }

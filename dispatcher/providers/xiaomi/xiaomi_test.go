@@ -2,7 +2,6 @@ package xiaomi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -203,13 +202,7 @@ func TestAuthentication(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
 			tc.mutate(e.cert)
-			res := e.client(t).Send(context.Background(), testMessage("tok-1"))
-			if res.Outcome != providers.BadCredentials || res.Reason != tc.reason {
-				t.Errorf("Send = %v %q (%v), want BadCredentials %s", res.Outcome, res.Reason, res.Err, tc.reason)
-			}
-			if e.fake.State.Count() != 0 {
-				t.Error("the fake accepted the send")
-			}
+			providertest.WantBadCredentials(t, e.fake.State, e.client(t), testMessage("tok-1"), tc.reason)
 		})
 	}
 }
@@ -252,12 +245,13 @@ func TestValidate(t *testing.T) {
 			Xiaomi: &config.XiaomiSpec{PackageName: "com.example.im", Region: "Europe", ChannelID: "123"},
 		}
 	}
-	for _, tc := range []struct {
-		name   string
-		mutate func(c *config.Certificate)
-		reason string
-		key    string
-	}{
+	providertest.Credentials{Good: good, Validate: Validate, New: New,
+		Accepted: func(t *testing.T, cert *config.Certificate, info providers.CredentialInfo) {
+			if !strings.Contains(info.Subject, cert.Xiaomi.PackageName) {
+				t.Errorf("subject %q does not name the package", info.Subject)
+			}
+		},
+	}.RunValidate(t, []providertest.ValidateCase{
 		{"good", func(*config.Certificate) {}, "", ""},
 		{"good, default region, no channel", func(c *config.Certificate) { c.Xiaomi.Region, c.Xiaomi.ChannelID = "", "" }, "", ""},
 		{"no spec", func(c *config.Certificate) { c.Xiaomi = nil }, providers.ReasonInvalidCredentials, ""},
@@ -269,30 +263,5 @@ func TestValidate(t *testing.T) {
 		{"no secret", func(c *config.Certificate) { delete(c.Data, config.KeyAppSecret) }, providers.ReasonKeyMissing, config.KeyAppSecret},
 		{"blank secret", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte(" \n") }, providers.ReasonInvalidCredentials, config.KeyAppSecret},
 		{"secret with a newline inside", func(c *config.Certificate) { c.Data[config.KeyAppSecret] = []byte("ab\ncd") }, providers.ReasonInvalidCredentials, config.KeyAppSecret},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cert := good()
-			tc.mutate(cert)
-			info, err := Validate(cert)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				if !strings.Contains(info.Subject, cert.Xiaomi.PackageName) {
-					t.Errorf("subject %q does not name the package", info.Subject)
-				}
-				if _, err := New(cert, providers.Options{}); err != nil {
-					t.Errorf("New: %v", err)
-				}
-				return
-			}
-			var ce *providers.CredentialError
-			if !errors.As(err, &ce) || ce.Reason != tc.reason || ce.Key != tc.key {
-				t.Fatalf("Validate = %v, want CredentialError %s key %q", err, tc.reason, tc.key)
-			}
-			if _, err := New(cert, providers.Options{}); err == nil {
-				t.Error("New accepted an invalid certificate")
-			}
-		})
-	}
+	})
 }

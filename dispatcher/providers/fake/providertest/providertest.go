@@ -179,3 +179,113 @@ func (fz *Fuzz) Run(f *testing.F) {
 		}
 	})
 }
+
+// Send sends m with a deadline, so a hung exchange fails the test instead
+// of hanging it.
+func Send(c providers.Client, m *providers.Message, timeout time.Duration) providers.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return c.Send(ctx, m)
+}
+
+// WantTimeout checks that a send the fake holds past the caller's deadline
+// is a Retry "timeout".
+func WantTimeout(t testing.TB, state *fake.State, c providers.Client, m *providers.Message) {
+	t.Helper()
+	state.Script(m.Token, fake.Answer{Delay: time.Minute})
+	if res := Send(c, m, 200*time.Millisecond); res.Outcome != providers.Retry || res.Reason != "timeout" {
+		t.Fatalf("Send = %v %q, want Retry timeout", res.Outcome, res.Reason)
+	}
+}
+
+// WantBadCredentials checks that sending m is refused as BadCredentials
+// with reason, before anything reaches the fake's record.
+func WantBadCredentials(t testing.TB, state *fake.State, c providers.Client, m *providers.Message, reason string) {
+	t.Helper()
+	res := c.Send(context.Background(), m)
+	if res.Outcome != providers.BadCredentials || res.Reason != reason {
+		t.Errorf("Send = %v %q (%v), want BadCredentials %q", res.Outcome, res.Reason, res.Err, reason)
+	}
+	if n := state.Count(); n != 0 {
+		t.Errorf("fake received %d sends, want 0", n)
+	}
+}
+
+// SendCase is answers scripted for a token, the result the client must make
+// of them and how many sends the fake records (resends included).
+type SendCase = struct {
+	Name       string
+	Answers    []fake.Answer
+	Outcome    providers.Outcome
+	Reason     string
+	RetryAfter time.Duration
+	Sends      int
+}
+
+// RunSends runs each case as a subtest: send scripts the answers on a fresh
+// fake and returns the result and the fake's state.
+func RunSends(t *testing.T, cases []SendCase, send func(t *testing.T, answers []fake.Answer) (providers.Result, *fake.State)) {
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			res, state := send(t, tc.Answers)
+			if res.Outcome != tc.Outcome || res.Reason != tc.Reason || res.RetryAfter != tc.RetryAfter {
+				t.Errorf("Send = %v %q retry-after %v (%v), want %v %q %v", res.Outcome, res.Reason, res.RetryAfter, res.Err, tc.Outcome, tc.Reason, tc.RetryAfter)
+			}
+			if n := state.Count(); n != tc.Sends {
+				t.Errorf("fake recorded %d sends, want %d", n, tc.Sends)
+			}
+		})
+	}
+}
+
+// ValidateCase edits a good certificate; an empty Reason means Validate
+// must accept the result.
+type ValidateCase = struct {
+	Name   string
+	Edit   func(*config.Certificate)
+	Reason string
+	Key    string
+}
+
+// Credentials is what RunValidate checks a provider's credentials with.
+type Credentials struct {
+	// Good returns a fresh valid certificate.
+	Good     func() *config.Certificate
+	Validate func(*config.Certificate) (providers.CredentialInfo, error)
+	New      NewFunc
+	// Accepted checks what Validate said of a certificate it accepted.
+	Accepted func(t *testing.T, cert *config.Certificate, info providers.CredentialInfo)
+}
+
+// RunValidate runs each case as a subtest: Validate and New must both
+// accept the edited certificate or both refuse it, Validate with the case's
+// reason and key.
+func (cr Credentials) RunValidate(t *testing.T, cases []ValidateCase) {
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			cert := cr.Good()
+			tc.Edit(cert)
+			info, err := cr.Validate(cert)
+			if tc.Reason != "" {
+				WantRefused(t, cr.New, cert, err, tc.Reason, tc.Key)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			cr.Accepted(t, cert, info)
+			if _, err := cr.New(cert, providers.Options{}); err != nil {
+				t.Errorf("New: %v", err)
+			}
+		})
+	}
+}
+
+// SubjectIs is an Accepted that wants the subject Validate names to be want.
+func SubjectIs(want string) func(*testing.T, *config.Certificate, providers.CredentialInfo) {
+	return func(t *testing.T, _ *config.Certificate, info providers.CredentialInfo) {
+		if info.Subject != want {
+			t.Errorf("Subject = %q, want %q", info.Subject, want)
+		}
+	}
+}
