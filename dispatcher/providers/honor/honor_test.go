@@ -2,13 +2,10 @@ package honor
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -104,36 +101,14 @@ func TestSendPayload(t *testing.T) {
 	}
 }
 
-type roundTrip struct {
-	mu   sync.Mutex
-	reqs []recorded
-	fn   func(r *http.Request) *http.Response
-}
-
-type recorded struct {
-	method, url, contentType, auth, timestamp, body string
-}
-
-func (rt *roundTrip) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	rt.mu.Lock()
-	rt.reqs = append(rt.reqs, recorded{r.Method, r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), r.Header.Get("timestamp"), string(body)})
-	rt.mu.Unlock()
-	return rt.fn(r), nil
-}
-
-func reply(status int, body string) *http.Response {
-	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
-}
-
 // TestExactRequests pins the bytes of the token and send requests, the
 // headers, and Honor's real hosts when no endpoint is set.
 func TestExactRequests(t *testing.T) {
-	rt := &roundTrip{fn: func(r *http.Request) *http.Response {
+	rt := &providertest.Recorder{Answer: func(r *http.Request) *http.Response {
 		if strings.HasSuffix(r.URL.Path, "/token") {
-			return reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
+			return providertest.Reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
 		}
-		return reply(200, `{"code":200,"message":"success","data":{"sendResult":true,"requestId":"r1","failTokens":[],"expireTokens":[]}}`)
+		return providertest.Reply(200, `{"code":200,"message":"success","data":{"sendResult":true,"requestId":"r1","failTokens":[],"expireTokens":[]}}`)
 	}}
 	cert := &config.Certificate{
 		Name: "hn", Provider: config.Honor,
@@ -150,21 +125,21 @@ func TestExactRequests(t *testing.T) {
 	if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %v %q %v", res.Outcome, res.Reason, res.Err)
 	}
-	want := []recorded{
+	want := []providertest.Request{
 		{
-			method: "POST", url: "https://iam.developer.hihonor.com/auth/realms/developer/protocol/openid-connect/token",
-			contentType: "application/x-www-form-urlencoded;charset=UTF-8",
-			body:        "client_id=abc123&client_secret=s3cr%26t&grant_type=client_credentials",
+			Method: "POST", URL: "https://iam.developer.hihonor.com/auth/realms/developer/protocol/openid-connect/token",
+			ContentType: "application/x-www-form-urlencoded;charset=UTF-8",
+			Body:        "client_id=abc123&client_secret=s3cr%26t&grant_type=client_credentials",
 		},
 		{
-			method: "POST", url: "https://push-api.cloud.hihonor.com/api/v1/104411047/sendMessage",
-			contentType: "application/json;charset=UTF-8", auth: "Bearer AT1",
-			timestamp: "1772359200000", // date -ud 2026-03-01T10:00:00Z +%s%3N
-			body: `{"android":{"ttl":"3600s","targetUserType":0,"notification":{"title":"Alice","body":"hi","clickAction":{"type":3},` +
+			Method: "POST", URL: "https://push-api.cloud.hihonor.com/api/v1/104411047/sendMessage",
+			ContentType: "application/json;charset=UTF-8", Auth: "Bearer AT1",
+			Timestamp: "1772359200000", // date -ud 2026-03-01T10:00:00Z +%s%3N
+			Body: `{"android":{"ttl":"3600s","targetUserType":0,"notification":{"title":"Alice","body":"hi","clickAction":{"type":3},` +
 				`"importance":"NORMAL","notifyId":1443708484,"tag":"conv-42","badge":{"setNum":2,"badgeClass":"com.example.Main"}}},"token":["T0"]}`,
 		},
 	}
-	if diff := cmp.Diff(want, rt.reqs, cmp.AllowUnexported(recorded{})); diff != "" {
+	if diff := cmp.Diff(want, rt.Requests()); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 }
@@ -194,33 +169,16 @@ func TestSendOutcomes(t *testing.T) {
 
 func TestTokenRefresh(t *testing.T) {
 	e := setup(t)
-	c := e.client(t)
-	send := func(step string) {
-		t.Helper()
-		if res := c.Send(context.Background(), testMessage("tok-1")); res.Outcome != providers.Delivered {
-			t.Fatalf("%s: Send = %v %q (%v)", step, res.Outcome, res.Reason, res.Err)
-		}
-	}
-	send("first")
-	send("cached")
-	if n := e.fake.TokensIssued(); n != 1 {
-		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
-	}
-	e.clock.Add(fakehonor.TokenLifetime - tokenMargin + time.Second)
-	send("near expiry")
-	if n := e.fake.TokensIssued(); n != 2 {
-		t.Fatalf("near expiry %d tokens issued, want 2", n)
-	}
-	// Honor revokes the token before the client thinks it expires: the send
-	// is answered 401 80200003, and the client refreshes and resends.
-	e.fake.ExpireTokens()
-	send("expired at Honor")
-	if n := e.fake.TokensIssued(); n != 3 {
-		t.Fatalf("after 80200003 %d tokens issued, want 3", n)
-	}
-	if n := e.fake.State.Count(); n != 4 {
-		t.Errorf("fake recorded %d sends, want 4 (the refused one is not recorded)", n)
-	}
+	providertest.TokenRefresh{
+		Client:  e.client(t),
+		Message: func() *providers.Message { return testMessage("tok-1") },
+		Clock:   e.clock,
+		Refresh: fakehonor.TokenLifetime - tokenMargin + time.Second,
+		Issued:  e.fake.TokensIssued,
+		// Honor revokes the token before the client thinks it expires: 401 80200003.
+		Expire: e.fake.ExpireTokens,
+		State:  e.fake.State,
+	}.Run(t)
 }
 
 func TestWrongSecret(t *testing.T) {
@@ -231,15 +189,7 @@ func TestWrongSecret(t *testing.T) {
 
 func TestTruncation(t *testing.T) {
 	e := setup(t)
-	m := testMessage("tok-1")
-	m.Body = strings.Repeat("消息", 2000) // 12000 bytes
-	if res := e.client(t).Send(context.Background(), m); res.Outcome != providers.Delivered {
-		t.Fatalf("Send = %v %q (%v)", res.Outcome, res.Reason, res.Err)
-	}
-	r := e.fake.State.Received()[0]
-	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < 3500 || r.Title != "Alice" {
-		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix near 4096 bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title)
-	}
+	providertest.WantTruncated(t, e.fake.State, e.client(t), testMessage("tok-1"), 3500) // near 4096
 }
 
 func TestValidate(t *testing.T) {

@@ -2,13 +2,10 @@ package huawei
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -99,37 +96,14 @@ func TestSendPayload(t *testing.T) {
 	}
 }
 
-// roundTrip answers requests from a function, recording them.
-type roundTrip struct {
-	mu   sync.Mutex
-	reqs []recorded
-	fn   func(r *http.Request) *http.Response
-}
-
-type recorded struct {
-	method, url, contentType, auth, body string
-}
-
-func (rt *roundTrip) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	rt.mu.Lock()
-	rt.reqs = append(rt.reqs, recorded{r.Method, r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), string(body)})
-	rt.mu.Unlock()
-	return rt.fn(r), nil
-}
-
-func reply(status int, body string) *http.Response {
-	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
-}
-
 // TestExactRequests pins the bytes of the token and send requests, and that a
 // certificate without endpoint goes to Huawei's real hosts.
 func TestExactRequests(t *testing.T) {
-	rt := &roundTrip{fn: func(r *http.Request) *http.Response {
+	rt := &providertest.Recorder{Answer: func(r *http.Request) *http.Response {
 		if strings.HasSuffix(r.URL.Path, "/token") {
-			return reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
+			return providertest.Reply(200, `{"access_token":"AT1","expires_in":3600,"token_type":"Bearer"}`)
 		}
-		return reply(200, `{"code":"80000000","msg":"Success","requestId":"r1"}`)
+		return providertest.Reply(200, `{"code":"80000000","msg":"Success","requestId":"r1"}`)
 	}}
 	cert := &config.Certificate{
 		Name: "hw", Provider: config.Huawei,
@@ -146,21 +120,21 @@ func TestExactRequests(t *testing.T) {
 	if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %v %q %v", res.Outcome, res.Reason, res.Err)
 	}
-	want := []recorded{
+	want := []providertest.Request{
 		{
-			method: "POST", url: "https://oauth-login.cloud.huawei.com/oauth2/v3/token",
-			contentType: "application/x-www-form-urlencoded;charset=UTF-8",
-			body:        "client_id=20002&client_secret=s3cr%26t%3D%2B&grant_type=client_credentials",
+			Method: "POST", URL: "https://oauth-login.cloud.huawei.com/oauth2/v3/token",
+			ContentType: "application/x-www-form-urlencoded;charset=UTF-8",
+			Body:        "client_id=20002&client_secret=s3cr%26t%3D%2B&grant_type=client_credentials",
 		},
 		{
-			method: "POST", url: "https://push-api.cloud.huawei.com/v1/10001/messages:send",
-			contentType: "application/json;charset=UTF-8", auth: "Bearer AT1",
-			body: `{"validate_only":false,"message":{"data":"{\"conv\":\"42\"}","android":{"category":"IM","ttl":"3600s",` +
+			Method: "POST", URL: "https://push-api.cloud.huawei.com/v1/10001/messages:send",
+			ContentType: "application/json;charset=UTF-8", Auth: "Bearer AT1",
+			Body: `{"validate_only":false,"message":{"data":"{\"conv\":\"42\"}","android":{"category":"IM","ttl":"3600s",` +
 				`"notification":{"title":"Al\"ice","body":"你好","click_action":{"type":3},"notify_id":1443708484,"tag":"conv-42",` +
 				`"badge":{"set_num":3,"class":"com.example.Main"}}},"token":["T0"]}}`,
 		},
 	}
-	if diff := cmp.Diff(want, rt.reqs, cmp.AllowUnexported(recorded{})); diff != "" {
+	if diff := cmp.Diff(want, rt.Requests()); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 }
@@ -193,35 +167,16 @@ func TestSendOutcomes(t *testing.T) {
 
 func TestTokenRefresh(t *testing.T) {
 	e := setup(t)
-	c := e.client(t)
-	send := func(step string) {
-		t.Helper()
-		if res := c.Send(context.Background(), testMessage("tok-1")); res.Outcome != providers.Delivered {
-			t.Fatalf("%s: Send = %v %q (%v)", step, res.Outcome, res.Reason, res.Err)
-		}
-	}
-	send("first")
-	send("cached")
-	if n := e.fake.TokensIssued(); n != 1 {
-		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
-	}
-	// Within the refresh margin of expiry: refreshed before sending.
-	e.clock.Add(fakehuawei.TokenLifetime - tokenMargin + time.Second)
-	send("near expiry")
-	if n := e.fake.TokensIssued(); n != 2 {
-		t.Fatalf("near expiry %d tokens issued, want 2", n)
-	}
-	// The fake's clock alone moves past expiry: the send is answered
-	// 80200003, and the client refreshes and resends.
-	e.fake.SetClock(func() time.Time { return e.clock.Now().Add(2 * time.Hour) })
-	send("expired at Huawei")
-	if n := e.fake.TokensIssued(); n != 3 {
-		t.Fatalf("after 80200003 %d tokens issued, want 3", n)
-	}
-	// The send refused with 80200003 failed authentication and is not recorded.
-	if got := e.fake.State.Count(); got != 4 {
-		t.Errorf("fake recorded %d sends, want 4", got)
-	}
+	providertest.TokenRefresh{
+		Client:  e.client(t),
+		Message: func() *providers.Message { return testMessage("tok-1") },
+		Clock:   e.clock,
+		Refresh: fakehuawei.TokenLifetime - tokenMargin + time.Second,
+		Issued:  e.fake.TokensIssued,
+		// The fake's clock alone moves past expiry: the send is answered 80200003.
+		Expire: func() { e.fake.SetClock(func() time.Time { return e.clock.Now().Add(2 * time.Hour) }) },
+		State:  e.fake.State,
+	}.Run(t)
 }
 
 func TestWrongSecret(t *testing.T) {
@@ -232,15 +187,7 @@ func TestWrongSecret(t *testing.T) {
 
 func TestTruncation(t *testing.T) {
 	e := setup(t)
-	m := testMessage("tok-1")
-	m.Body = strings.Repeat("消息", 2000) // 12000 bytes
-	if res := e.client(t).Send(context.Background(), m); res.Outcome != providers.Delivered {
-		t.Fatalf("Send = %v %q (%v)", res.Outcome, res.Reason, res.Err)
-	}
-	r := e.fake.State.Received()[0]
-	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < 3500 || r.Title != "Alice" {
-		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix near 4096 bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title)
-	}
+	providertest.WantTruncated(t, e.fake.State, e.client(t), testMessage("tok-1"), 3500) // near 4096
 }
 
 func TestClassifyPartial(t *testing.T) {

@@ -3,10 +3,8 @@ package xiaomi
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -86,23 +84,6 @@ func TestSendPayload(t *testing.T) {
 	}
 }
 
-type roundTrip struct {
-	mu   sync.Mutex
-	reqs []recorded
-}
-
-type recorded struct {
-	url, contentType, auth, body string
-}
-
-func (rt *roundTrip) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, _ := io.ReadAll(r.Body)
-	rt.mu.Lock()
-	rt.reqs = append(rt.reqs, recorded{r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), string(body)})
-	rt.mu.Unlock()
-	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"result":"ok","code":0,"data":{"id":"x"}}`))}, nil
-}
-
 // TestExactRequest pins the form bytes, the key header and each region's host.
 func TestExactRequest(t *testing.T) {
 	for _, tc := range []struct {
@@ -117,7 +98,9 @@ func TestExactRequest(t *testing.T) {
 		{"Singapore", "https://sgp-api.xmpush.global.xiaomi.com/v3/message/regid"},
 	} {
 		t.Run("region "+tc.region, func(t *testing.T) {
-			rt := &roundTrip{}
+			rt := &providertest.Recorder{Answer: func(*http.Request) *http.Response {
+				return providertest.Reply(200, `{"result":"ok","code":0,"data":{"id":"x"}}`)
+			}}
 			cert := &config.Certificate{
 				Name: "mi", Provider: config.Xiaomi,
 				Data:   map[string][]byte{config.KeyAppSecret: []byte("c2VjcmV0+/==\n")},
@@ -134,16 +117,17 @@ func TestExactRequest(t *testing.T) {
 			if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
 				t.Fatalf("Send = %v %q %v", res.Outcome, res.Reason, res.Err)
 			}
-			want := []recorded{{
-				url:         tc.url,
-				contentType: "application/x-www-form-urlencoded;charset=UTF-8",
-				auth:        "key=c2VjcmV0+/==",
-				body: "description=%E4%BD%A0%E5%A5%BD+%3Dx&extra.channel_id=123&extra.conv=42&extra.notify_effect=1" +
+			want := []providertest.Request{{
+				Method:      "POST",
+				URL:         tc.url,
+				ContentType: "application/x-www-form-urlencoded;charset=UTF-8",
+				Auth:        "key=c2VjcmV0+/==",
+				Body: "description=%E4%BD%A0%E5%A5%BD+%3Dx&extra.channel_id=123&extra.conv=42&extra.notify_effect=1" +
 					"&notify_id=1443708484&notify_type=-1&pass_through=0" +
 					"&payload=%7B%22channel_id%22%3A%22spoof%22%2C%22conv%22%3A%2242%22%7D" +
 					"&registration_id=R0&restricted_package_name=com.example.im&time_to_live=3600000&title=A%26B",
 			}}
-			if diff := cmp.Diff(want, rt.reqs, cmp.AllowUnexported(recorded{})); diff != "" {
+			if diff := cmp.Diff(want, rt.Requests()); diff != "" {
 				t.Errorf("requests (-want +got):\n%s", diff)
 			}
 		})

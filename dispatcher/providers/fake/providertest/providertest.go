@@ -7,10 +7,13 @@ package providertest
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -287,5 +290,101 @@ func SubjectIs(want string) func(*testing.T, *config.Certificate, providers.Cred
 		if info.Subject != want {
 			t.Errorf("Subject = %q, want %q", info.Subject, want)
 		}
+	}
+}
+
+// Request is what a Recorder keeps of a request: enough to pin its bytes.
+type Request struct {
+	Method, URL, ContentType, Auth, Timestamp, Body string
+}
+
+// Recorder is a transport that records each request and answers it with
+// Answer, for tests that pin the exact requests to a vendor's real hosts.
+type Recorder struct {
+	Answer func(*http.Request) *http.Response
+
+	mu   sync.Mutex
+	reqs []Request
+}
+
+// RoundTrip implements http.RoundTripper.
+func (rt *Recorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	rt.mu.Lock()
+	rt.reqs = append(rt.reqs, Request{r.Method, r.URL.String(), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), r.Header.Get("timestamp"), string(body)})
+	rt.mu.Unlock()
+	return rt.Answer(r), nil
+}
+
+// Requests returns the requests recorded so far.
+func (rt *Recorder) Requests() []Request {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return append([]Request(nil), rt.reqs...)
+}
+
+// Reply is an answer with status and a JSON body.
+func Reply(status int, body string) *http.Response {
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// TokenRefresh checks an OAuth client's access-token cache: one token for
+// two sends, a new one within Refresh of the clock, and, once the vendor
+// refuses the token as expired (Expire), a new token and the send repeated.
+type TokenRefresh struct {
+	Client  providers.Client
+	Message func() *providers.Message
+	Clock   *Clock
+	// Refresh is how far the clock moves to bring the token within the
+	// client's refresh margin of its expiry.
+	Refresh time.Duration
+	Issued  func() int
+	// Expire makes the fake refuse the current token as expired.
+	Expire func()
+	State  *fake.State
+}
+
+// Run runs the check.
+func (tr TokenRefresh) Run(t *testing.T) {
+	t.Helper()
+	send := func(step string) {
+		t.Helper()
+		if res := tr.Client.Send(context.Background(), tr.Message()); res.Outcome != providers.Delivered {
+			t.Fatalf("%s: Send = %v %q (%v)", step, res.Outcome, res.Reason, res.Err)
+		}
+	}
+	send("first")
+	send("cached")
+	if n := tr.Issued(); n != 1 {
+		t.Fatalf("after two sends %d tokens issued, want 1 (cached)", n)
+	}
+	tr.Clock.Add(tr.Refresh)
+	send("near expiry")
+	if n := tr.Issued(); n != 2 {
+		t.Fatalf("near expiry %d tokens issued, want 2", n)
+	}
+	tr.Expire()
+	send("expired at the vendor")
+	if n := tr.Issued(); n != 3 {
+		t.Fatalf("after the expired-token answer %d tokens issued, want 3", n)
+	}
+	// The send refused for its token failed authentication and is not recorded.
+	if n := tr.State.Count(); n != 4 {
+		t.Errorf("fake recorded %d sends, want 4", n)
+	}
+}
+
+// WantTruncated sends m with a body of 12000 bytes and checks the fake got
+// a prefix of it, cut at a rune boundary to at least minBytes, and the
+// title whole.
+func WantTruncated(t testing.TB, state *fake.State, c providers.Client, m *providers.Message, minBytes int) {
+	t.Helper()
+	m.Body = strings.Repeat("消息", 2000)
+	if res := c.Send(context.Background(), m); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %v %q (%v)", res.Outcome, res.Reason, res.Err)
+	}
+	r := state.Received()[0]
+	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < minBytes || r.Title != m.Title {
+		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix of at least %d bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title, minBytes)
 	}
 }
