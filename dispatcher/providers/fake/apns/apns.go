@@ -495,9 +495,7 @@ func apnsID(r *http.Request) string {
 // Certificate returns an APNs certificate pointing at this fake (endpoint and
 // caBundle set) with the given Secret data and spec.
 func (s *Server) Certificate(name string, data map[string][]byte, spec *config.APNsSpec) *config.Certificate {
-	return &config.Certificate{
-		Name: name, Resource: name, Provider: config.APNs,
-		Endpoint: s.URL, CABundle: string(s.CA.CertPEM),
-		Data: data, Fingerprint: config.Fingerprint(data), APNs: spec,
-	}
+	cert := s.NewCertificate(name, config.APNs, data)
+	cert.Fingerprint, cert.APNs = config.Fingerprint(data), spec
+	return cert
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 )
 
 // TestCredential returns the Secret data of a new service account of
@@ -24,14 +25,14 @@ func TestCredential(projectID, tokenURI string) (map[string][]byte, *config.FCMS
 	if err != nil {
 		return nil, nil, err
 	}
-	email := "push-" + randomHex(3) + "@" + projectID + ".iam.gserviceaccount.com"
+	email := "push-" + fake.RandomHex(3) + "@" + projectID + ".iam.gserviceaccount.com"
 	sa, err := json.MarshalIndent(map[string]string{
 		"type":                        "service_account",
 		"project_id":                  projectID,
-		"private_key_id":              randomHex(20),
+		"private_key_id":              fake.RandomHex(20),
 		"private_key":                 string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		"client_email":                email,
-		"client_id":                   "1" + randomHex(10),
+		"client_id":                   "1" + fake.RandomHex(10),
 		"auth_uri":                    "https://accounts.google.com/o/oauth2/auth",
 		"token_uri":                   tokenURI,
 		"auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",

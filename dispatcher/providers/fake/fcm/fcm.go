@@ -23,9 +23,7 @@
 package fcm
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -151,11 +149,9 @@ func (s *Server) ExpireTokens() {
 // Certificate returns an FCM certificate pointing at this fake (endpoint and
 // caBundle set) with the given Secret data and spec.
 func (s *Server) Certificate(name string, data map[string][]byte, spec *config.FCMSpec) *config.Certificate {
-	return &config.Certificate{
-		Name: name, Resource: name, Provider: config.FCM,
-		Endpoint: s.URL, CABundle: string(s.CA.CertPEM),
-		Data: data, Fingerprint: config.Fingerprint(data), FCM: spec,
-	}
+	cert := s.NewCertificate(name, config.FCM, data)
+	cert.Fingerprint, cert.FCM = config.Fingerprint(data), spec
+	return cert
 }
 
 func oauthError(w http.ResponseWriter, status int, code, description string) {
@@ -206,7 +202,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
 		return
 	}
-	tok := "ya29.fake-" + randomHex(24)
+	tok := "ya29.fake-" + fake.RandomHex(24)
 	s.mu.Lock()
 	s.tokens[tok] = issued{email: email, projectID: acct.projectID, expires: now.Add(accessLifetime)}
 	s.issued++
@@ -238,12 +234,6 @@ func hasScope(v any, want string) bool {
 		}
 	}
 	return false
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // fcmDetail is the FcmError detail the Admin SDK reads the errorCode from.
@@ -407,7 +397,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case a.Code == "":
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-		_ = json.NewEncoder(w).Encode(map[string]string{"name": "projects/" + project + "/messages/0:" + randomHex(8)})
+		_ = json.NewEncoder(w).Encode(map[string]string{"name": "projects/" + project + "/messages/0:" + fake.RandomHex(8)})
 	case a.Code == "reset":
 		fake.Abort()
 	case strings.HasPrefix(a.Code, "status:"):

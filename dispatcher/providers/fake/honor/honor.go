@@ -98,15 +98,8 @@ func TestCredential(appID string) (map[string][]byte, *config.HonorSpec) {
 // named name that points at this fake.
 func (s *Server) Certificate(name string) *config.Certificate {
 	data, spec := TestCredential("")
-	cert := &config.Certificate{
-		Name:     name,
-		Resource: name,
-		Provider: config.Honor,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		Honor:    spec,
-	}
+	cert := s.NewCertificate(name, config.Honor, data)
+	cert.Honor = spec
 	s.Allow(cert)
 	return cert
 }

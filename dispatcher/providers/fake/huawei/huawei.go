@@ -97,15 +97,8 @@ func TestCredential(appID string) (map[string][]byte, *config.HuaweiSpec) {
 // named name that points at this fake.
 func (s *Server) Certificate(name string) *config.Certificate {
 	data, spec := TestCredential("")
-	cert := &config.Certificate{
-		Name:     name,
-		Resource: name,
-		Provider: config.Huawei,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		Huawei:   spec,
-	}
+	cert := s.NewCertificate(name, config.Huawei, data)
+	cert.Huawei = spec
 	s.Allow(cert)
 	return cert
 }

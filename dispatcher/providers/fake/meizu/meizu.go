@@ -25,7 +25,6 @@ package meizu
 
 import (
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -35,7 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
@@ -111,14 +109,8 @@ func TestCredential(name string) (map[string][]byte, *config.MeizuSpec) {
 // trusts its CA and holds a test credential the fake accepts.
 func (s *Server) Certificate(name string) *config.Certificate {
 	data, spec := TestCredential(name)
-	cert := &config.Certificate{
-		Name:     name,
-		Provider: config.Meizu,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		Meizu:    spec,
-	}
+	cert := s.NewCertificate(name, config.Meizu, data)
+	cert.Meizu = spec
 	s.Allow(cert)
 	return cert
 }
@@ -228,26 +220,16 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 			Fields:   fields(form["appId"], m),
 			Answered: a.Code,
 		})
-		if a.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
+		if fake.AnswerBare(w, a) {
+			return
 		}
 		switch {
 		case a.Code == "":
-		case a.Code == "reset":
-			fake.Abort()
 		case valueCodes[a.Code]:
 			value[a.Code] = append(value[a.Code], pushID)
 		case strings.HasPrefix(a.Code, "value:"):
 			k := strings.TrimPrefix(a.Code, "value:")
 			value[k] = append(value[k], pushID)
-		case strings.HasPrefix(a.Code, "status:"):
-			status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-			if err != nil {
-				http.Error(w, "fake meizu: bad answer code "+a.Code, http.StatusBadRequest)
-				return
-			}
-			w.WriteHeader(status)
-			return
 		default:
 			if _, err := strconv.Atoi(a.Code); err != nil {
 				http.Error(w, "fake meizu: unknown answer code "+a.Code, http.StatusBadRequest)
@@ -283,14 +265,8 @@ func reply(w http.ResponseWriter, code string, value map[string][]string) {
 	body := map[string]any{"code": code, "message": messages[code], "value": "", "redirect": ""}
 	if code == "200" {
 		body["value"] = value
-		body["msgId"] = randomHex(16)
+		body["msgId"] = fake.RandomHex(16)
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -121,14 +121,8 @@ func TestCredential(name string) (map[string][]byte, *config.OPPOSpec) {
 // trusts its CA and holds a test credential the fake accepts.
 func (s *Server) Certificate(name string) *config.Certificate {
 	data, spec := TestCredential(name)
-	cert := &config.Certificate{
-		Name:     name,
-		Provider: config.OPPO,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		OPPO:     spec,
-	}
+	cert := s.NewCertificate(name, config.OPPO, data)
+	cert.OPPO = spec
 	s.Allow(cert)
 	return cert
 }

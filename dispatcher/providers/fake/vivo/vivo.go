@@ -143,14 +143,8 @@ func TestCredential(name string) (map[string][]byte, *config.VivoSpec) {
 // trusts its CA and holds a test credential the fake accepts.
 func (s *Server) Certificate(name string) *config.Certificate {
 	data, spec := TestCredential(name)
-	cert := &config.Certificate{
-		Name:     name,
-		Provider: config.Vivo,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		Vivo:     spec,
-	}
+	cert := s.NewCertificate(name, config.Vivo, data)
+	cert.Vivo = spec
 	s.Allow(cert)
 	return cert
 }

@@ -36,13 +36,10 @@ package xiaomi
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
@@ -99,33 +96,15 @@ func TestCredential(packageName string) (map[string][]byte, *config.XiaomiSpec) 
 // Certificate makes a new credential for a random package, allows it, and
 // returns a certificate named name that points at this fake.
 func (s *Server) Certificate(name string) *config.Certificate {
-	data, spec := TestCredential("com.example.im" + randomHex(4))
-	cert := &config.Certificate{
-		Name:     name,
-		Resource: name,
-		Provider: config.Xiaomi,
-		Endpoint: s.URL,
-		CABundle: string(s.CA.CertPEM),
-		Data:     data,
-		Xiaomi:   spec,
-	}
+	data, spec := TestCredential("com.example.im" + fake.RandomHex(4))
+	cert := s.NewCertificate(name, config.Xiaomi, data)
+	cert.Xiaomi = spec
 	s.Allow(cert)
 	return cert
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func fail(w http.ResponseWriter, code int, reason string) {
-	writeJSON(w, map[string]any{"result": "error", "code": code, "reason": reason, "description": reason, "trace_id": randomHex(8)})
+	fake.WriteJSON(w, http.StatusOK, map[string]any{"result": "error", "code": code, "reason": reason, "description": reason, "trace_id": fake.RandomHex(8)})
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
@@ -235,26 +214,18 @@ func received(token string, f map[string][]string, code string) fake.Received {
 }
 
 func answer(w http.ResponseWriter, a fake.Answer, token string) {
-	if a.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
-	}
-	data := map[string]string{"id": "fake" + randomHex(8)}
-	switch {
-	case a.Code == "reset":
-		fake.Abort()
-	case strings.HasPrefix(a.Code, "status:"):
-		status, err := strconv.Atoi(strings.TrimPrefix(a.Code, "status:"))
-		if err != nil {
-			status = http.StatusInternalServerError
-		}
-		w.WriteHeader(status)
+	if fake.AnswerBare(w, a) {
 		return
-	case a.Code == "badregid":
+	}
+	data := map[string]string{"id": "fake" + fake.RandomHex(8)}
+	switch a.Code {
+	case "":
+	case "badregid":
 		data["bad_regids"] = token
-	case a.Code != "":
+	default:
 		code, _ := strconv.Atoi(a.Code)
 		fail(w, code, "fake answer "+a.Code)
 		return
 	}
-	writeJSON(w, map[string]any{"result": "ok", "code": 0, "data": data, "description": "成功", "info": "Received push messages for 1 REGID", "trace_id": randomHex(8)})
+	fake.WriteJSON(w, http.StatusOK, map[string]any{"result": "ok", "code": 0, "data": data, "description": "成功", "info": "Received push messages for 1 REGID", "trace_id": fake.RandomHex(8)})
 }
