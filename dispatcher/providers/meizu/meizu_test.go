@@ -157,12 +157,7 @@ func TestLocalRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t)
-			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage {
-				t.Fatalf("Send = %+v, want BadMessage", res)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			providertest.WantLocalReject(t, e.srv.State, e.client, m)
 		})
 	}
 }

@@ -142,12 +142,7 @@ func TestLocalRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t)
-			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage {
-				t.Fatalf("Send = %+v, want BadMessage", res)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			providertest.WantLocalReject(t, e.srv.State, e.client, m)
 		})
 	}
 }
@@ -190,67 +185,38 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
-	tests := []struct {
-		name      string
-		prepare   func(e *env)
-		outcome   providers.Outcome
-		reason    string
-		auths     int
-		answereds []string
-	}{
+	providertest.Resend[*env]{
+		Setup:  setup,
+		Send:   func(e *env, _ string) providers.Result { return e.client.Send(context.Background(), msg("tok")) },
+		State:  func(e *env) *fake.State { return e.srv.State },
+		Issued: func(e *env) int { return e.srv.TokensIssued() },
+	}.Run(t, []providertest.ResendCase[*env]{
 		{
-			name:      "invalid auth_token",
-			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 1}) },
-			outcome:   providers.Delivered,
-			auths:     2,
-			answereds: []string{"", "11", ""},
+			Name:     "invalid auth_token",
+			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 1}) },
+			Outcome:  providers.Delivered,
+			Answered: []string{"", "11", ""},
 		},
 		{
-			name:      "missing auth_token",
-			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "29", Times: 1}) },
-			outcome:   providers.Delivered,
-			auths:     2,
-			answereds: []string{"", "29", ""},
+			Name:     "missing auth_token",
+			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "29", Times: 1}) },
+			Outcome:  providers.Delivered,
+			Answered: []string{"", "29", ""},
 		},
 		{
-			name:      "token revoked at the fake",
-			prepare:   func(e *env) { e.srv.RevokeTokens() },
-			outcome:   providers.Delivered,
-			auths:     2,
-			answereds: []string{"", ""},
+			Name:     "token revoked at the fake",
+			Prepare:  func(e *env) { e.srv.RevokeTokens() },
+			Outcome:  providers.Delivered,
+			Answered: []string{"", ""},
 		},
 		{
-			name:      "rejected twice",
-			prepare:   func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 2}) },
-			outcome:   providers.Retry,
-			reason:    "11",
-			auths:     2,
-			answereds: []string{"", "11", "11"},
+			Name:     "rejected twice",
+			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 2}) },
+			Outcome:  providers.Retry,
+			Reason:   "11",
+			Answered: []string{"", "11", "11"},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := setup(t)
-			if res := e.client.Send(context.Background(), msg("tok")); res.Outcome != providers.Delivered {
-				t.Fatalf("first Send = %+v", res)
-			}
-			tt.prepare(e)
-			res := e.client.Send(context.Background(), msg("tok"))
-			if res.Outcome != tt.outcome || res.Reason != tt.reason {
-				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.outcome, tt.reason)
-			}
-			if got := e.srv.TokensIssued(); got != tt.auths {
-				t.Errorf("auth calls = %d, want %d", got, tt.auths)
-			}
-			var answered []string
-			for _, r := range e.srv.State.Received() {
-				answered = append(answered, r.Answered)
-			}
-			if diff := cmp.Diff(tt.answereds, answered); diff != "" {
-				t.Errorf("answers (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestTokenRefreshedHourly(t *testing.T) {

@@ -174,12 +174,7 @@ func TestLocalRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t)
-			if res := e.client.Send(context.Background(), m); res.Outcome != providers.BadMessage {
-				t.Fatalf("Send = %+v, want BadMessage", res)
-			}
-			if n := e.srv.State.Count(); n != 0 {
-				t.Fatalf("fake received %d sends, want 0", n)
-			}
+			providertest.WantLocalReject(t, e.srv.State, e.client, m)
 		})
 	}
 }
@@ -240,56 +235,32 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
-	tests := []struct {
-		name     string
-		prepare  func(e *env)
-		outcome  providers.Outcome
-		reason   string
-		answered []string
-	}{
+	providertest.Resend[*env]{
+		Setup:  setup,
+		Send:   func(e *env, id string) providers.Result { return e.client.Send(context.Background(), msg(id, "tok")) },
+		State:  func(e *env) *fake.State { return e.srv.State },
+		Issued: func(e *env) int { return e.srv.TokensIssued() },
+	}.Run(t, []providertest.ResendCase[*env]{
 		{
-			name:     "authorization failed once",
-			prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 1}) },
-			outcome:  providers.Delivered,
-			answered: []string{"", "10000", ""},
+			Name:     "authorization failed once",
+			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 1}) },
+			Outcome:  providers.Delivered,
+			Answered: []string{"", "10000", ""},
 		},
 		{
-			name:     "token revoked at the fake",
-			prepare:  func(e *env) { e.srv.RevokeTokens() },
-			outcome:  providers.Delivered,
-			answered: []string{"", ""},
+			Name:     "token revoked at the fake",
+			Prepare:  func(e *env) { e.srv.RevokeTokens() },
+			Outcome:  providers.Delivered,
+			Answered: []string{"", ""},
 		},
 		{
-			name:     "rejected twice",
-			prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 2}) },
-			outcome:  providers.Retry,
-			reason:   "10000",
-			answered: []string{"", "10000", "10000"},
+			Name:     "rejected twice",
+			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 2}) },
+			Outcome:  providers.Retry,
+			Reason:   "10000",
+			Answered: []string{"", "10000", "10000"},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := setup(t)
-			if res := e.client.Send(context.Background(), msg("n-1", "tok")); res.Outcome != providers.Delivered {
-				t.Fatalf("first Send = %+v", res)
-			}
-			tt.prepare(e)
-			res := e.client.Send(context.Background(), msg("n-2", "tok"))
-			if res.Outcome != tt.outcome || res.Reason != tt.reason {
-				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.outcome, tt.reason)
-			}
-			if got := e.srv.TokensIssued(); got != 2 {
-				t.Errorf("auth calls = %d, want 2", got)
-			}
-			var answered []string
-			for _, r := range e.srv.State.Received() {
-				answered = append(answered, r.Answered)
-			}
-			if diff := cmp.Diff(tt.answered, answered); diff != "" {
-				t.Errorf("answers (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestTokenRefreshedHourly(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -386,5 +387,65 @@ func WantTruncated(t testing.TB, state *fake.State, c providers.Client, m *provi
 	r := state.Received()[0]
 	if !utf8.ValidString(r.Body) || !strings.HasPrefix(m.Body, r.Body) || len(r.Body) < minBytes || r.Title != m.Title {
 		t.Errorf("body of %d bytes (valid UTF-8 %v), title %q: want a rune-boundary prefix of at least %d bytes and the title kept", len(r.Body), utf8.ValidString(r.Body), r.Title, minBytes)
+	}
+}
+
+// WantLocalReject checks that the client refuses m as BadMessage without
+// sending it.
+func WantLocalReject(t testing.TB, state *fake.State, c providers.Client, m *providers.Message) {
+	t.Helper()
+	if res := c.Send(context.Background(), m); res.Outcome != providers.BadMessage {
+		t.Fatalf("Send = %+v, want BadMessage", res)
+	}
+	if n := state.Count(); n != 0 {
+		t.Fatalf("fake received %d sends, want 0", n)
+	}
+}
+
+// ResendCase makes the fake refuse the client's token (Prepare) after a
+// first delivered send; the second send must end as Outcome and Reason,
+// with the fake having answered Answered to the sends it recorded.
+type ResendCase[E any] struct {
+	Name     string
+	Prepare  func(E)
+	Outcome  providers.Outcome
+	Reason   string
+	Answered []string
+}
+
+// Resend runs ResendCases for a provider whose client authenticates once
+// more, and only once, when its token is refused.
+type Resend[E any] struct {
+	Setup func(t *testing.T) E
+	// Send sends the message with id to the scripted token.
+	Send   func(e E, id string) providers.Result
+	State  func(e E) *fake.State
+	Issued func(e E) int
+}
+
+// Run runs each case as a subtest.
+func (r Resend[E]) Run(t *testing.T, cases []ResendCase[E]) {
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			e := r.Setup(t)
+			if res := r.Send(e, "n-1"); res.Outcome != providers.Delivered {
+				t.Fatalf("first Send = %+v", res)
+			}
+			tt.Prepare(e)
+			res := r.Send(e, "n-2")
+			if res.Outcome != tt.Outcome || res.Reason != tt.Reason {
+				t.Fatalf("Send = %v %q, want %v %q", res.Outcome, res.Reason, tt.Outcome, tt.Reason)
+			}
+			if got := r.Issued(e); got != 2 {
+				t.Errorf("auth calls = %d, want 2", got)
+			}
+			var answered []string
+			for _, rec := range r.State(e).Received() {
+				answered = append(answered, rec.Answered)
+			}
+			if !slices.Equal(tt.Answered, answered) {
+				t.Errorf("answers %q, want %q", answered, tt.Answered)
+			}
+		})
 	}
 }
