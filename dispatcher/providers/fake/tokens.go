@@ -6,13 +6,12 @@ import (
 )
 
 // Tokens are the access tokens a fake issued, each bound to an app and
-// expiring by the fake's clock, which SetClock replaces so tests move time
-// without sleeping. Fakes embed it.
+// expiring by the fake's Clock. Fakes embed it.
 type Tokens struct {
+	Clock
 	lifetime time.Duration
 
 	mu     sync.Mutex
-	now    func() time.Time
 	tokens map[string]issued
 	issued int
 }
@@ -24,22 +23,7 @@ type issued struct {
 
 // NewTokens returns an empty store whose tokens live for lifetime.
 func NewTokens(lifetime time.Duration) *Tokens {
-	return &Tokens{lifetime: lifetime, now: time.Now, tokens: map[string]issued{}}
-}
-
-// SetClock replaces the clock tokens are issued and expired by (and that a
-// fake checks request timestamps against).
-func (t *Tokens) SetClock(now func() time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.now = now
-}
-
-// Now reads the fake's clock.
-func (t *Tokens) Now() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.now()
+	return &Tokens{lifetime: lifetime, tokens: map[string]issued{}}
 }
 
 // TokensIssued returns how many tokens the fake has issued.
@@ -52,9 +36,9 @@ func (t *Tokens) TokensIssued() int {
 // ExpireTokens makes every token issued so far expired, as a vendor
 // revoking tokens early would: they are still known, and refused as expired.
 func (t *Tokens) ExpireTokens() {
+	now := t.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
 	for tok, is := range t.tokens {
 		is.expires = now
 		t.tokens[tok] = is
@@ -70,9 +54,9 @@ func (t *Tokens) RevokeTokens() {
 
 // Issue records token as issued for app and returns the time it was issued.
 func (t *Tokens) Issue(token, app string) time.Time {
+	now := t.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
 	t.tokens[token] = issued{app: app, expires: now.Add(t.lifetime)}
 	t.issued++
 	return now
@@ -81,8 +65,9 @@ func (t *Tokens) Issue(token, app string) time.Time {
 // Check returns the app token was issued for, whether it was issued (and
 // not revoked), and whether it is unexpired.
 func (t *Tokens) Check(token string) (app string, known, live bool) {
+	now := t.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	is, known := t.tokens[token]
-	return is.app, known, known && t.now().Before(is.expires)
+	return is.app, known, known && now.Before(is.expires)
 }

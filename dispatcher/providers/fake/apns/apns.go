@@ -74,6 +74,7 @@ var statusOf = map[string]int{
 // Server is a running APNs fake.
 type Server struct {
 	*fake.Server
+	fake.Clock
 
 	mu sync.Mutex
 	// keys: signing keys by key id.
@@ -81,7 +82,6 @@ type Server struct {
 	// certs: registered client certificates (trust anchors) and the topics
 	// each may push to, by SHA-256 of the certificate.
 	certs map[[32]byte]certEntry
-	now   func() time.Time
 	// authFailures counts sends refused for authentication.
 	authFailures int
 }
@@ -101,7 +101,7 @@ type certEntry struct {
 // server asks for a client certificate (without requiring one) so
 // certificate authentication can be checked.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{keys: map[string]signingKey{}, certs: map[[32]byte]certEntry{}, now: time.Now}
+	s := &Server{keys: map[string]signingKey{}, certs: map[[32]byte]certEntry{}}
 	srv, err := fake.Start(ca, fake.NewState(Provider), http.HandlerFunc(s.serve), func(c *tls.Config) {
 		c.ClientAuth = tls.RequestClientCert
 	})
@@ -110,20 +110,6 @@ func Start(ca *fake.CA) (*Server, error) {
 	}
 	s.Server = srv
 	return s, nil
-}
-
-// SetClock replaces the clock provider tokens and certificates are checked
-// against (tests move time without sleeping).
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
-func (s *Server) clock() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.now()
 }
 
 // AuthFailures returns how many sends were refused for authentication
@@ -193,7 +179,7 @@ func topics(bundleID string) map[string]bool {
 // authenticate returns the topics the request may push to, or the 403
 // reason APNs would answer.
 func (s *Server) authenticate(r *http.Request) (map[string]bool, map[string]string, string) {
-	now := s.clock()
+	now := s.Now()
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		bearer, ok := strings.CutPrefix(auth, "bearer ")
 		if !ok {
@@ -295,7 +281,7 @@ func (s *Server) fail(w http.ResponseWriter, reason string, retryAfter time.Dura
 	}
 	body := errorBody{Reason: reason}
 	if status == http.StatusGone {
-		body.Timestamp = s.clock().UnixMilli()
+		body.Timestamp = s.Now().UnixMilli()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -54,13 +54,13 @@ const (
 // Server is a running FCM fake.
 type Server struct {
 	*fake.Server
+	fake.Clock
 
 	mu       sync.Mutex
 	accounts map[string]account // by client_email
 	tokens   map[string]issued  // by access token
 	issued   int
 	rejected int
-	now      func() time.Time
 }
 
 type account struct {
@@ -76,7 +76,7 @@ type issued struct {
 
 // Start serves the fake on a TLS server with a certificate from ca.
 func Start(ca *fake.CA) (*Server, error) {
-	s := &Server{accounts: map[string]account{}, tokens: map[string]issued{}, now: time.Now}
+	s := &Server{accounts: map[string]account{}, tokens: map[string]issued{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /v1/projects/{project}/messages:send", s.send)
@@ -86,14 +86,6 @@ func Start(ca *fake.CA) (*Server, error) {
 	}
 	s.Server = srv
 	return s, nil
-}
-
-// SetClock replaces the clock assertions and access tokens are checked
-// against.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
 }
 
 // Allow registers a service account (its public key and project: the spec's
@@ -189,7 +181,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid JWT Signature.")
 		return
 	}
-	now := s.clock()
+	now := s.Now()
 	iat, exp := claimTime(claims, "iat"), claimTime(claims, "exp")
 	switch {
 	case claims["aud"] != s.URL+"/token":
@@ -211,12 +203,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token": tok, "expires_in": int(accessLifetime/time.Second) - 1, "token_type": "Bearer",
 	})
-}
-
-func (s *Server) clock() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.now()
 }
 
 func claimTime(c jwt.MapClaims, name string) time.Time {
@@ -279,7 +265,7 @@ func (s *Server) fail(w http.ResponseWriter, e googleError, retryAfter time.Dura
 // authorize checks the bearer token against the tokens /token issued.
 func (s *Server) authorize(r *http.Request, project string) (string, *googleError) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	now := s.clock()
+	now := s.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	is, known := s.tokens[tok]
