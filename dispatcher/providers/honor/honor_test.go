@@ -18,21 +18,8 @@ import (
 
 var start = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
-type env struct {
-	fake  *fakehonor.Server
-	cert  *config.Certificate
-	clock *providertest.Clock
-}
-
-func setup(t *testing.T) *env {
-	srv := providertest.Start(t, fakehonor.Start)
-	clk := providertest.NewClock(start)
-	srv.SetClock(clk.Now)
-	return &env{fake: srv, cert: srv.Certificate("honor-main"), clock: clk}
-}
-
-func (e *env) client(t *testing.T) providers.Client {
-	return providertest.Client(t, New, e.cert, providers.Options{Now: e.clock.Now})
+func setup(t *testing.T) *providertest.Env[*fakehonor.Server] {
+	return providertest.NewEnv(t, fakehonor.Start, "honor-main", start, New)
 }
 
 func intp(i int) *int { return &i }
@@ -76,18 +63,18 @@ func TestSendPayload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
 			if tc.badgeClass != "" {
-				e.cert.Data[KeyBadgeClass] = []byte(tc.badgeClass)
+				e.Cert.Data[KeyBadgeClass] = []byte(tc.badgeClass)
 			}
-			res := e.client(t).Send(context.Background(), testMessage("tok-aaaaaaaaaa"))
+			res := e.Client(t).Send(context.Background(), testMessage("tok-aaaaaaaaaa"))
 			if res.Outcome != providers.Delivered || res.Reason != "200" {
 				t.Fatalf("Send = %v %q (%v), want Delivered 200", res.Outcome, res.Reason, res.Err)
 			}
-			got := e.fake.State.Received()
+			got := e.Fake.State.Received()
 			if len(got) != 1 {
 				t.Fatalf("fake received %d sends, want 1", len(got))
 			}
 			r := got[0]
-			tc.want["app_id"] = e.cert.Honor.AppID
+			tc.want["app_id"] = e.Cert.Honor.AppID
 			if r.Token != "tok-aaaaaaaaaa" || r.Title != "Alice" || r.Body != "hi" {
 				t.Errorf("received token/title/body %q/%q/%q", r.Token, r.Title, r.Body)
 			}
@@ -162,34 +149,34 @@ func TestSendOutcomes(t *testing.T) {
 		{"auth failed twice: credentials", []fake.Answer{{Code: "80200001", Times: 2}}, providers.BadCredentials, "80200001", 0, 2},
 	}, func(t *testing.T, answers []fake.Answer) (providers.Result, *fake.State) {
 		e := setup(t)
-		e.fake.State.Script("tok-1", answers...)
-		return e.client(t).Send(context.Background(), testMessage("tok-1")), e.fake.State
+		e.Fake.State.Script("tok-1", answers...)
+		return e.Client(t).Send(context.Background(), testMessage("tok-1")), e.Fake.State
 	})
 }
 
 func TestTokenRefresh(t *testing.T) {
 	e := setup(t)
 	providertest.TokenRefresh{
-		Client:  e.client(t),
+		Client:  e.Client(t),
 		Message: func() *providers.Message { return testMessage("tok-1") },
-		Clock:   e.clock,
+		Clock:   e.Clock,
 		Refresh: fakehonor.TokenLifetime - tokenMargin + time.Second,
-		Issued:  e.fake.TokensIssued,
+		Issued:  e.Fake.TokensIssued,
 		// Honor revokes the token before the client thinks it expires: 401 80200003.
-		Expire: e.fake.ExpireTokens,
-		State:  e.fake.State,
+		Expire: e.Fake.ExpireTokens,
+		State:  e.Fake.State,
 	}.Run(t)
 }
 
 func TestWrongSecret(t *testing.T) {
 	e := setup(t)
-	e.cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
-	providertest.WantBadCredentials(t, e.fake.State, e.client(t), testMessage("tok-1"), "invalid_client")
+	e.Cert.Data[config.KeyClientSecret] = []byte("not-the-secret")
+	providertest.WantBadCredentials(t, e.Fake.State, e.Client(t), testMessage("tok-1"), "invalid_client")
 }
 
 func TestTruncation(t *testing.T) {
 	e := setup(t)
-	providertest.WantTruncated(t, e.fake.State, e.client(t), testMessage("tok-1"), 3500) // near 4096
+	providertest.WantTruncated(t, e.Fake.State, e.Client(t), testMessage("tok-1"), 3500) // near 4096
 }
 
 func TestValidate(t *testing.T) {

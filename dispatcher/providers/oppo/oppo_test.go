@@ -37,21 +37,15 @@ func TestSignKnownAnswer(t *testing.T) {
 var start = time.Date(2025, 3, 10, 15, 4, 5, 0, time.UTC)
 
 type env struct {
-	srv    *fakeoppo.Server
-	cert   *config.Certificate
-	clock  *providertest.Clock
+	*providertest.Env[*fakeoppo.Server]
 	client providers.Client
 }
 
 // setup starts a fake and a client sharing one injected clock; the client
 // trusts the fake through the certificate's caBundle, as in production.
 func setup(t *testing.T) *env {
-	t.Helper()
-	srv := providertest.Start(t, fakeoppo.Start)
-	clk := providertest.NewClock(start)
-	srv.SetClock(clk.Now)
-	cert := srv.Certificate("oppo-test")
-	return &env{srv: srv, cert: cert, clock: clk, client: providertest.Client(t, oppo.New, cert, providers.Options{Now: clk.Now})}
+	e := providertest.NewEnv(t, fakeoppo.Start, "oppo-test", start, oppo.New)
+	return &env{Env: e, client: e.Client(t)}
 }
 
 func msg(token string) *providers.Message {
@@ -87,7 +81,7 @@ func TestSendPayload(t *testing.T) {
 	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %+v, want Delivered", res)
 	}
-	got := e.srv.State.Received()
+	got := e.Fake.State.Received()
 	want := []fake.Received{{
 		Provider: "OPPO",
 		Token:    "CN_token-a",
@@ -95,7 +89,7 @@ func TestSendPayload(t *testing.T) {
 		Body:     strings.Repeat("b", 50),
 		Data:     map[string]string{"conv": "42", "from": "alice"},
 		Fields: map[string]string{
-			"app_key":           string(e.cert.Data[config.KeyAppKey]),
+			"app_key":           string(e.Cert.Data[config.KeyAppKey]),
 			"channel_id":        "im",
 			"category":          "IM",
 			"notify_level":      "2",
@@ -117,7 +111,7 @@ func TestSendDefaults(t *testing.T) {
 	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %+v, want Delivered", res)
 	}
-	r := e.srv.State.Received()[0]
+	r := e.Fake.State.Received()[0]
 	for k, want := range map[string]string{
 		"notify_id":    fnv32("n-1"),
 		"off_line_ttl": "86400",
@@ -142,7 +136,7 @@ func TestLocalRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t)
-			providertest.WantLocalReject(t, e.srv.State, e.client, m)
+			providertest.WantLocalReject(t, e.Fake.State, e.client, m)
 		})
 	}
 }
@@ -174,44 +168,44 @@ func TestAnswerOutcomes(t *testing.T) {
 		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
 	}, func(t *testing.T, a fake.Answer) providers.Result {
 		e := setup(t)
-		e.srv.State.Script("tok", a)
+		e.Fake.State.Script("tok", a)
 		return e.client.Send(context.Background(), msg("tok"))
 	})
 }
 
 func TestTimeout(t *testing.T) {
 	e := setup(t)
-	providertest.WantTimeout(t, e.srv.State, e.client, msg("tok"))
+	providertest.WantTimeout(t, e.Fake.State, e.client, msg("tok"))
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	providertest.Resend[*env]{
 		Setup:  setup,
 		Send:   func(e *env, _ string) providers.Result { return e.client.Send(context.Background(), msg("tok")) },
-		State:  func(e *env) *fake.State { return e.srv.State },
-		Issued: func(e *env) int { return e.srv.TokensIssued() },
+		State:  func(e *env) *fake.State { return e.Fake.State },
+		Issued: func(e *env) int { return e.Fake.TokensIssued() },
 	}.Run(t, []providertest.ResendCase[*env]{
 		{
 			Name:     "invalid auth_token",
-			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 1}) },
+			Prepare:  func(e *env) { e.Fake.State.Script("tok", fake.Answer{Code: "11", Times: 1}) },
 			Outcome:  providers.Delivered,
 			Answered: []string{"", "11", ""},
 		},
 		{
 			Name:     "missing auth_token",
-			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "29", Times: 1}) },
+			Prepare:  func(e *env) { e.Fake.State.Script("tok", fake.Answer{Code: "29", Times: 1}) },
 			Outcome:  providers.Delivered,
 			Answered: []string{"", "29", ""},
 		},
 		{
 			Name:     "token revoked at the fake",
-			Prepare:  func(e *env) { e.srv.RevokeTokens() },
+			Prepare:  func(e *env) { e.Fake.RevokeTokens() },
 			Outcome:  providers.Delivered,
 			Answered: []string{"", ""},
 		},
 		{
 			Name:     "rejected twice",
-			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "11", Times: 2}) },
+			Prepare:  func(e *env) { e.Fake.State.Script("tok", fake.Answer{Code: "11", Times: 2}) },
 			Outcome:  providers.Retry,
 			Reason:   "11",
 			Answered: []string{"", "11", "11"},
@@ -225,12 +219,12 @@ func TestTokenRefreshedHourly(t *testing.T) {
 		advance time.Duration
 		auths   int
 	}{{0, 1}, {30 * time.Minute, 1}, {29 * time.Minute, 1}, {2 * time.Minute, 2}, {59 * time.Minute, 2}, {2 * time.Minute, 3}} {
-		e.clock.Add(step.advance)
+		e.Clock.Add(step.advance)
 		if res := e.client.Send(context.Background(), msg("tok")); res.Outcome != providers.Delivered {
 			t.Fatalf("Send = %+v", res)
 		}
-		if got := e.srv.TokensIssued(); got != step.auths {
-			t.Fatalf("after %v: auth calls = %d, want %d", e.clock.Now().Sub(start), got, step.auths)
+		if got := e.Fake.TokensIssued(); got != step.auths {
+			t.Fatalf("after %v: auth calls = %d, want %d", e.Clock.Now().Sub(start), got, step.auths)
 		}
 	}
 }
@@ -243,23 +237,23 @@ func TestAuthFailures(t *testing.T) {
 		reason string
 	}{
 		{"wrong master secret", func(e *env) *config.Certificate {
-			c := *e.cert
-			c.Data = map[string][]byte{config.KeyAppKey: e.cert.Data[config.KeyAppKey], config.KeyMasterSecret: []byte("not-the-secret")}
+			c := *e.Cert
+			c.Data = map[string][]byte{config.KeyAppKey: e.Cert.Data[config.KeyAppKey], config.KeyMasterSecret: []byte("not-the-secret")}
 			return &c
 		}, 0, "16"},
 		{"unknown app key", func(e *env) *config.Certificate {
-			c := *e.cert
-			c.Data = map[string][]byte{config.KeyAppKey: []byte("someone-else"), config.KeyMasterSecret: e.cert.Data[config.KeyMasterSecret]}
+			c := *e.Cert
+			c.Data = map[string][]byte{config.KeyAppKey: []byte("someone-else"), config.KeyMasterSecret: e.Cert.Data[config.KeyMasterSecret]}
 			return &c
 		}, 0, "14"},
-		{"clock 11 minutes ahead", func(e *env) *config.Certificate { return e.cert }, 11 * time.Minute, "19"},
-		{"clock 11 minutes behind", func(e *env) *config.Certificate { return e.cert }, -11 * time.Minute, "19"},
+		{"clock 11 minutes ahead", func(e *env) *config.Certificate { return e.Cert }, 11 * time.Minute, "19"},
+		{"clock 11 minutes behind", func(e *env) *config.Certificate { return e.Cert }, -11 * time.Minute, "19"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := setup(t)
-			c := providertest.Client(t, oppo.New, tt.mutate(e), providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
-			providertest.WantBadCredentials(t, e.srv.State, c, msg("tok"), tt.reason)
+			c := providertest.Client(t, oppo.New, tt.mutate(e), providers.Options{Now: func() time.Time { return e.Clock.Now().Add(tt.skew) }})
+			providertest.WantBadCredentials(t, e.Fake.State, c, msg("tok"), tt.reason)
 		})
 	}
 }
@@ -297,11 +291,11 @@ func TestRegionHosts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.token, func(t *testing.T) {
 			e := setup(t)
-			to, _ := url.Parse(e.srv.URL)
-			rt := &redirect{to: to, next: e.srv.Client().Transport}
-			cert := *e.cert
+			to, _ := url.Parse(e.Fake.URL)
+			rt := &redirect{to: to, next: e.Fake.Client().Transport}
+			cert := *e.Cert
 			cert.Endpoint = ""
-			c, err := oppo.New(&cert, providers.Options{HTTPClient: &http.Client{Transport: rt}, Now: e.clock.Now})
+			c, err := oppo.New(&cert, providers.Options{HTTPClient: &http.Client{Transport: rt}, Now: e.Clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,21 +34,15 @@ func TestSignKnownAnswer(t *testing.T) {
 var start = time.Date(2025, 3, 10, 15, 4, 5, 0, time.UTC)
 
 type env struct {
-	srv    *fakevivo.Server
-	cert   *config.Certificate
-	clock  *providertest.Clock
+	*providertest.Env[*fakevivo.Server]
 	client providers.Client
 }
 
 // setup starts a fake and a client sharing one injected clock; the client
 // trusts the fake through the certificate's caBundle, as in production.
 func setup(t *testing.T) *env {
-	t.Helper()
-	srv := providertest.Start(t, fakevivo.Start)
-	clk := providertest.NewClock(start)
-	srv.SetClock(clk.Now)
-	cert := srv.Certificate("vivo-test")
-	return &env{srv: srv, cert: cert, clock: clk, client: providertest.Client(t, vivo.New, cert, providers.Options{Now: clk.Now})}
+	e := providertest.NewEnv(t, fakevivo.Start, "vivo-test", start, vivo.New)
+	return &env{Env: e, client: e.Client(t)}
 }
 
 func msg(id, token string) *providers.Message {
@@ -82,7 +76,7 @@ func TestSendPayload(t *testing.T) {
 	if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
 		t.Fatalf("Send = %+v, want Delivered", res)
 	}
-	got := e.srv.State.Received()
+	got := e.Fake.State.Received()
 	if len(got) != 1 {
 		t.Fatalf("received %d sends", len(got))
 	}
@@ -97,7 +91,7 @@ func TestSendPayload(t *testing.T) {
 		Body:     "a" + strings.Repeat("文", 49),
 		Data:     map[string]string{"conv": "42"},
 		Fields: map[string]string{
-			"appId":          e.cert.Vivo.AppID,
+			"appId":          e.Cert.Vivo.AppID,
 			"notifyType":     "4",
 			"timeToLive":     "7200",
 			"skipType":       "1",
@@ -138,7 +132,7 @@ func TestTimeToLiveAndDefaults(t *testing.T) {
 			if res := e.client.Send(context.Background(), m); res.Outcome != providers.Delivered {
 				t.Fatalf("Send = %+v", res)
 			}
-			f := e.srv.State.Received()[0].Fields
+			f := e.Fake.State.Received()[0].Fields
 			if f["timeToLive"] != tt.ttl || f["classification"] != tt.classification || f["category"] != tt.category || f["notifyId"] != notifyID("n-1") {
 				t.Fatalf("fields = %v", f)
 			}
@@ -156,7 +150,7 @@ func TestRequestIDDedupes(t *testing.T) {
 			t.Fatalf("Send = %+v", res)
 		}
 	}
-	got := e.srv.State.Received()
+	got := e.Fake.State.Received()
 	if len(got) != 2 || got[0].Token != "tok-a" || got[1].Token != "tok-b" {
 		t.Fatalf("received %+v, want one send each to tok-a and tok-b", got)
 	}
@@ -174,7 +168,7 @@ func TestLocalRejects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t)
-			providertest.WantLocalReject(t, e.srv.State, e.client, m)
+			providertest.WantLocalReject(t, e.Fake.State, e.client, m)
 		})
 	}
 }
@@ -224,38 +218,38 @@ func TestAnswerOutcomes(t *testing.T) {
 		{fake.Answer{Code: "reset"}, providers.Retry, "transport", 0, time.Time{}},
 	}, func(t *testing.T, a fake.Answer) providers.Result {
 		e := setup(t)
-		e.srv.State.Script("tok", a)
+		e.Fake.State.Script("tok", a)
 		return e.client.Send(context.Background(), msg("n-1", "tok"))
 	})
 }
 
 func TestTimeout(t *testing.T) {
 	e := setup(t)
-	providertest.WantTimeout(t, e.srv.State, e.client, msg("n-1", "tok"))
+	providertest.WantTimeout(t, e.Fake.State, e.client, msg("n-1", "tok"))
 }
 
 func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	providertest.Resend[*env]{
 		Setup:  setup,
 		Send:   func(e *env, id string) providers.Result { return e.client.Send(context.Background(), msg(id, "tok")) },
-		State:  func(e *env) *fake.State { return e.srv.State },
-		Issued: func(e *env) int { return e.srv.TokensIssued() },
+		State:  func(e *env) *fake.State { return e.Fake.State },
+		Issued: func(e *env) int { return e.Fake.TokensIssued() },
 	}.Run(t, []providertest.ResendCase[*env]{
 		{
 			Name:     "authorization failed once",
-			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 1}) },
+			Prepare:  func(e *env) { e.Fake.State.Script("tok", fake.Answer{Code: "10000", Times: 1}) },
 			Outcome:  providers.Delivered,
 			Answered: []string{"", "10000", ""},
 		},
 		{
 			Name:     "token revoked at the fake",
-			Prepare:  func(e *env) { e.srv.RevokeTokens() },
+			Prepare:  func(e *env) { e.Fake.RevokeTokens() },
 			Outcome:  providers.Delivered,
 			Answered: []string{"", ""},
 		},
 		{
 			Name:     "rejected twice",
-			Prepare:  func(e *env) { e.srv.State.Script("tok", fake.Answer{Code: "10000", Times: 2}) },
+			Prepare:  func(e *env) { e.Fake.State.Script("tok", fake.Answer{Code: "10000", Times: 2}) },
 			Outcome:  providers.Retry,
 			Reason:   "10000",
 			Answered: []string{"", "10000", "10000"},
@@ -269,12 +263,12 @@ func TestTokenRefreshedHourly(t *testing.T) {
 		advance time.Duration
 		auths   int
 	}{{0, 1}, {59 * time.Minute, 1}, {2 * time.Minute, 2}, {59 * time.Minute, 2}, {2 * time.Minute, 3}} {
-		e.clock.Add(step.advance)
+		e.Clock.Add(step.advance)
 		if res := e.client.Send(context.Background(), msg(strconv.Itoa(i), "tok")); res.Outcome != providers.Delivered {
 			t.Fatalf("Send = %+v", res)
 		}
-		if got := e.srv.TokensIssued(); got != step.auths {
-			t.Fatalf("after %v: auth calls = %d, want %d", e.clock.Now().Sub(start), got, step.auths)
+		if got := e.Fake.TokensIssued(); got != step.auths {
+			t.Fatalf("after %v: auth calls = %d, want %d", e.Clock.Now().Sub(start), got, step.auths)
 		}
 	}
 }
@@ -295,14 +289,14 @@ func TestAuthFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := setup(t)
-			cert := *e.cert
+			cert := *e.Cert
 			cert.Data = map[string][]byte{}
-			for k, v := range e.cert.Data {
+			for k, v := range e.Cert.Data {
 				cert.Data[k] = v
 			}
 			tt.edit(&cert)
-			c := providertest.Client(t, vivo.New, &cert, providers.Options{Now: func() time.Time { return e.clock.Now().Add(tt.skew) }})
-			providertest.WantBadCredentials(t, e.srv.State, c, msg("n-1", "tok"), tt.reason)
+			c := providertest.Client(t, vivo.New, &cert, providers.Options{Now: func() time.Time { return e.Clock.Now().Add(tt.skew) }})
+			providertest.WantBadCredentials(t, e.Fake.State, c, msg("n-1", "tok"), tt.reason)
 		})
 	}
 }

@@ -378,3 +378,35 @@ func (r Resend[E]) Run(t *testing.T, cases []ResendCase[E]) {
 		})
 	}
 }
+
+// Fake is what NewEnv needs of a provider's fake.
+type Fake interface {
+	Close()
+	SetClock(func() time.Time)
+	Certificate(name string) *config.Certificate
+}
+
+// Env is a fake, a certificate that points at it, and the clock both the
+// fake and the clients read.
+type Env[S Fake] struct {
+	Fake  S
+	Cert  *config.Certificate
+	Clock *Clock
+	New   NewFunc
+}
+
+// NewEnv starts a fake, makes a certificate named name for it and sets both
+// on a Clock standing at at.
+func NewEnv[S Fake](t testing.TB, start func(*fake.CA) (S, error), name string, at time.Time, newClient NewFunc) *Env[S] {
+	t.Helper()
+	srv := Start(t, start)
+	clk := NewClock(at)
+	srv.SetClock(clk.Now)
+	return &Env[S]{Fake: srv, Cert: srv.Certificate(name), Clock: clk, New: newClient}
+}
+
+// Client builds a client for Cert as it stands now, reading Clock.
+func (e *Env[S]) Client(t testing.TB) providers.Client {
+	t.Helper()
+	return Client(t, e.New, e.Cert, providers.Options{Now: e.Clock.Now})
+}
