@@ -2,7 +2,6 @@ package meizu
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"testing"
 
@@ -57,14 +56,7 @@ func TestHTTP(t *testing.T) {
 	post := func(form url.Values) map[string]any {
 		t.Helper()
 		reply, err := providers.PostForm(context.Background(), s.Client(), s.URL+sendPath, form, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out map[string]any
-		if err := json.Unmarshal(reply.Body, &out); err != nil {
-			t.Fatalf("HTTP %d %s: %v", reply.Status, reply.Body, err)
-		}
-		return out
+		return providertest.ReplyJSON(t, reply, err)
 	}
 	params := func(pushIDs, msg string) map[string]string {
 		return map[string]string{"appId": appID, "pushIds": pushIDs, "messageJson": msg}

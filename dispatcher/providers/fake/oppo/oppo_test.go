@@ -2,7 +2,6 @@ package oppo
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"strconv"
 	"sync/atomic"
@@ -68,14 +67,7 @@ func TestHTTP(t *testing.T) {
 	post := func(path string, form url.Values) map[string]any {
 		t.Helper()
 		reply, err := providers.PostForm(context.Background(), hc, s.URL+path, form, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out map[string]any
-		if err := json.Unmarshal(reply.Body, &out); err != nil {
-			t.Fatalf("HTTP %d %s: %v", reply.Status, reply.Body, err)
-		}
-		return out
+		return providertest.ReplyJSON(t, reply, err)
 	}
 	ts := "1700000000000"
 	auth := post(authPath, url.Values{"app_key": {appKey}, "timestamp": {ts}, "sign": {expectedSign(appKey, ts, secret)}})

@@ -6,6 +6,7 @@ package providertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -409,4 +410,18 @@ func NewEnv[S Fake](t testing.TB, start func(*fake.CA) (S, error), name string, 
 func (e *Env[S]) Client(t testing.TB) providers.Client {
 	t.Helper()
 	return Client(t, e.New, e.Cert, providers.Options{Now: e.Clock.Now})
+}
+
+// ReplyJSON fails t unless the request succeeded with a JSON object, and
+// returns the object: for tests that drive a fake over the wire.
+func ReplyJSON(t testing.TB, reply *providers.Reply, err error) map[string]any {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(reply.Body, &out); err != nil {
+		t.Fatalf("HTTP %d %s: %v", reply.Status, reply.Body, err)
+	}
+	return out
 }

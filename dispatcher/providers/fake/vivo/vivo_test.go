@@ -2,7 +2,6 @@ package vivo
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -79,14 +78,7 @@ func TestHTTP(t *testing.T) {
 	post := func(path string, body any, header http.Header) map[string]any {
 		t.Helper()
 		reply, err := providers.PostJSON(context.Background(), s.Client(), s.URL+path, body, header)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out map[string]any
-		if err := json.Unmarshal(reply.Body, &out); err != nil {
-			t.Fatalf("HTTP %d %s: %v", reply.Status, reply.Body, err)
-		}
-		return out
+		return providertest.ReplyJSON(t, reply, err)
 	}
 	ts := now.Load()
 	// appId as a JSON number, as one of vivo's documents shows.
