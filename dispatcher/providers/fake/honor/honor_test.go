@@ -3,7 +3,6 @@ package honor
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,15 +22,7 @@ func TestAuthChecks(t *testing.T) {
 	hc := s.Client()
 
 	token := func(cert *config.Certificate, secret string) (int, map[string]any) {
-		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {cert.Honor.ClientID}, "client_secret": {secret}}
-		resp, err := hc.PostForm(s.URL+"/auth/realms/developer/protocol/openid-connect/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
+		return providertest.TokenRequest(t, hc, s.URL+"/auth/realms/developer/protocol/openid-connect/token", cert.Honor.ClientID, secret)
 	}
 	if status, body := token(a, "wrong"); status != http.StatusUnauthorized || body["error"] != "invalid_client" {
 		t.Errorf("wrong secret: %d %v, want 401 invalid_client", status, body)

@@ -3,7 +3,6 @@ package huawei
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -19,15 +18,7 @@ func TestAuthChecks(t *testing.T) {
 	hc := s.Client()
 
 	token := func(cert *config.Certificate, secret string) (int, map[string]any) {
-		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {cert.Huawei.AppID}, "client_secret": {secret}}
-		resp, err := hc.PostForm(s.URL+"/oauth2/v3/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
+		return providertest.TokenRequest(t, hc, s.URL+"/oauth2/v3/token", cert.Huawei.AppID, secret)
 	}
 	send := func(appID, bearer, body string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/"+appID+"/messages:send", strings.NewReader(body))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -424,4 +425,19 @@ func ReplyJSON(t testing.TB, reply *providers.Reply, err error) map[string]any {
 		t.Fatalf("HTTP %d %s: %v", reply.Status, reply.Body, err)
 	}
 	return out
+}
+
+// TokenRequest asks an OAuth token endpoint for a client-credentials token
+// and returns the status and the decoded answer.
+func TokenRequest(t testing.TB, hc *http.Client, tokenURL, clientID, secret string) (int, map[string]any) {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}}
+	resp, err := hc.PostForm(tokenURL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
 }
