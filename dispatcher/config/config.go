@@ -209,7 +209,10 @@ type TokenStore struct {
 	ShardPrefix       string `json:"shardPrefix"`
 	MaxDevicesPerUser int32  `json:"maxDevicesPerUser"`
 	MaxShardBytes     int64  `json:"maxShardBytes"`
-	// WriteBudgetBytesPerSecond bounds this replica's writes into the API server.
+	// WriteBudgetBytesPerSecond bounds this replica's Secret update request
+	// bytes into the API server: the AppTenant's tenant-wide budget divided by
+	// the replica count. Over any T seconds a replica sends at most
+	// (T+1)×budget bytes.
 	WriteBudgetBytesPerSecond int64 `json:"writeBudgetBytesPerSecond"`
 }
 
@@ -237,7 +240,9 @@ const (
 	DefaultMaxDevicesPerUser = 10
 	DefaultMaxShardBytes     = 256 << 10
 	MaxShardBytesLimit       = 1000 << 10
-	DefaultWriteBudget       = 512 << 10
+	// DefaultWriteBudget is one replica's share when the config leaves it
+	// zero: the AppTenant default of 1 MiB/s over its default 2 replicas.
+	DefaultWriteBudget = 512 << 10
 )
 
 // Parse decodes and validates a config document.

@@ -12,15 +12,16 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 )
@@ -74,8 +75,7 @@ type Secrets struct {
 	cfg       config.TokenStore
 	opts      SecretsOptions
 	log       logr.Logger
-	limiter   *rate.Limiter
-	burst     int
+	budget    *budget
 	shards    []*shard
 
 	started atomic.Bool
@@ -108,6 +108,10 @@ type pending struct {
 // NewSecrets returns a store over the shard Secrets of cfg in namespace. It
 // serves nothing until Start has loaded every shard.
 func NewSecrets(client kubernetes.Interface, namespace string, cfg config.TokenStore, opts SecretsOptions) *Secrets {
+	return newSecrets(client, namespace, cfg, opts, realClock{})
+}
+
+func newSecrets(client kubernetes.Interface, namespace string, cfg config.TokenStore, opts SecretsOptions, budgetClock clock) *Secrets {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -115,18 +119,16 @@ func NewSecrets(client kubernetes.Interface, namespace string, cfg config.TokenS
 		opts.FieldManager = DefaultFieldManager
 	}
 	cfg = withDefaults(cfg)
-	// A burst of at least one full shard lets every write through the bucket;
-	// the rate still holds the average to the budget.
-	burst := int(max(cfg.WriteBudgetBytesPerSecond, cfg.MaxShardBytes))
 	s := &Secrets{
 		client:    client,
 		namespace: namespace,
 		cfg:       cfg,
 		opts:      opts,
 		log:       opts.Logger.WithValues("namespace", namespace),
-		limiter:   rate.NewLimiter(rate.Limit(cfg.WriteBudgetBytesPerSecond), burst),
-		burst:     burst,
-		stopped:   make(chan struct{}),
+		// A burst of one second of budget: over any T seconds at most
+		// (T+1)×budget bytes go out.
+		budget:  newBudget(budgetClock, cfg.WriteBudgetBytesPerSecond, cfg.WriteBudgetBytesPerSecond),
+		stopped: make(chan struct{}),
 	}
 	for _, name := range cfg.ShardNames() {
 		s.shards = append(s.shards, &shard{name: name, queue: make(chan *pending, queueLength)})
@@ -310,11 +312,18 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 			next.Annotations = map[string]string{}
 		}
 		next.Annotations[AnnotationFillBytes] = strconv.FormatInt(fill, 10)
-		if err := s.limiter.WaitN(ctx, min(int(fill), s.burst)); err != nil {
+		body, err := runtime.Encode(secretEncoder, next)
+		if err != nil {
+			failAll(fmt.Errorf("encoding token store shard Secret %s/%s: %w", s.namespace, sh.name, err))
+			return
+		}
+		// The budget is charged the request body itself (the whole object,
+		// metadata and managedFields included), not the data it carries.
+		if err := s.budget.wait(ctx, len(body)); err != nil {
 			failAll(fmt.Errorf("waiting for the token store write budget: %w", err))
 			return
 		}
-		updated, err := s.client.CoreV1().Secrets(s.namespace).Update(ctx, next, metav1.UpdateOptions{FieldManager: s.opts.FieldManager})
+		updated, err := s.update(ctx, sh.name, body)
 		if err == nil {
 			sh.observe(updated)
 			if s.opts.Metrics.OnWrite != nil {
@@ -344,6 +353,29 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 		}
 		base = sh.current()
 	}
+}
+
+// secretEncoder is protobuf, what the typed client sends Secrets as; the
+// store encodes the body itself so the bytes it charges are the bytes sent.
+var secretEncoder = func() runtime.Encoder {
+	info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
+	if !ok {
+		panic("no protobuf serializer for the core API")
+	}
+	return scheme.Codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
+}()
+
+// update PUTs an encoded shard Secret, as the typed client's Update does.
+func (s *Secrets) update(ctx context.Context, name string, body []byte) (*corev1.Secret, error) {
+	updated := &corev1.Secret{}
+	err := s.client.CoreV1().RESTClient().Put().
+		UseProtobufAsDefault().
+		Namespace(s.namespace).Resource("secrets").Name(name).
+		VersionedParams(&metav1.UpdateOptions{FieldManager: s.opts.FieldManager}, scheme.ParameterCodec).
+		SetHeader("Content-Type", runtime.ContentTypeProtobuf).
+		Body(body).
+		Do(ctx).Into(updated)
+	return updated, err
 }
 
 // unavailable reports whether err is the API server being unreachable or
