@@ -15,7 +15,10 @@
 // Submit reads each recipient from the store, runs policy.Decide and queues
 // every device delivery, all or nothing: when the queue (Options.QueueSize
 // device deliveries held in memory, queued, waiting or in flight) cannot take
-// all of them, nothing is queued and ErrQueueFull is returned. "Accepted"
+// all of them, nothing is queued and ErrQueueFull is returned. Before any of
+// that work it refuses with ErrQueueFull when the queue has less room than
+// the notification has recipients (counting one delivery per recipient);
+// only then does it count the deliveries exactly. "Accepted"
 // means held in this replica's memory. A notification id seen within the
 // idempotency window returns the first receipt with Duplicate set and sends
 // nothing (a nil error). An invalid recipient user id is a skip with reason
@@ -79,7 +82,8 @@
 // with empty provider and certificate. impush_dispatcher_notifications_dropped_total
 // counts device deliveries by reason: Shutdown (accepted, left when Drain's
 // context ended; equal to the dropped outcomes) and QueueFull (refused by
-// Submit, never accepted). Other metrics: impush_dispatcher_notifications_accepted_total,
+// Submit, never accepted; one per recipient when refused before the store
+// was read). Other metrics: impush_dispatcher_notifications_accepted_total,
 // impush_dispatcher_retries_total{provider,certificate},
 // impush_dispatcher_queue_depth, impush_dispatcher_credential_paused{certificate},
 // impush_dispatcher_credential_suspect{certificate},
@@ -374,7 +378,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	if snap == nil {
 		return Receipt{}, ErrNotReady
 	}
-	if r, err := e.existing(n.ID); r != nil || err != nil {
+	if r, err := e.existing(n.ID, len(n.Recipients)); r != nil || err != nil {
 		return dup(r), err
 	}
 
@@ -444,15 +448,29 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 }
 
 // existing returns the record of id if it is known, or the error Submit
-// must return before doing any work.
-func (e *Engine) existing(id string) (*record, error) {
+// must return before doing any work: ErrQueueFull when the queue has less
+// room than recipients. Each recipient normally yields at least one
+// delivery, and refusing here costs nothing, whereas finding the queue full
+// after reading every recipient from the store and running the policy
+// would spend the CPU the queue's workers need exactly when it is short
+// (a 500-recipient group message under overload). A notification that would
+// have needed fewer deliveries than recipients may so be refused while the
+// queue is nearly full; the caller retries it like any 429.
+func (e *Engine) existing(id string, recipients int) (*record, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.draining {
 		return nil, ErrDraining
 	}
 	e.evict(e.clock.Now(), 0)
-	return e.records[id], nil
+	if r := e.records[id]; r != nil {
+		return r, nil
+	}
+	if e.pending+recipients > e.opts.QueueSize {
+		e.metrics.dropped.WithLabelValues(ReasonQueueFull).Add(float64(recipients))
+		return nil, ErrQueueFull
+	}
+	return nil, nil
 }
 
 func dup(r *record) Receipt {

@@ -686,6 +686,59 @@ func TestIdempotencyIsBounded(t *testing.T) {
 	h.drain(context.Background())
 }
 
+// countingStore counts the users read through it.
+type countingStore struct {
+	store.Store
+	gets atomic.Int32
+}
+
+func (c *countingStore) Get(ctx context.Context, user string) (store.User, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, user)
+}
+
+// A notification with more recipients than the queue has room is refused
+// before any recipient is read, and one that fits exactly still goes in.
+func TestQueueFullRefusedBeforeReadingStore(t *testing.T) {
+	h := newHarness(t, Options{QueueSize: 3})
+	counting := &countingStore{Store: h.store}
+	h.e.store = counting
+	release := make(chan struct{})
+	hw := newClient(config.Huawei, func(ctx context.Context, _ *providers.Message, _ int) providers.Result {
+		<-release
+		return delivered
+	})
+	h.setClients(map[string]providers.Client{"hw": hw})
+	for _, u := range []string{"bob", "carol", "dave"} {
+		h.bind(u, "phone", "hw", "tok-"+u)
+	}
+
+	h.submit(notification("n1", "bob"))
+	if _, err := h.e.Submit(notification("n2", "bob", "carol", "dave")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("3 recipients with room for 2: %v, want ErrQueueFull", err)
+	}
+	if got := counting.gets.Load(); got != 1 {
+		t.Errorf("store read %d times, want 1 (n1 only): the refused notification was read", got)
+	}
+	if got := h.metric("impush_dispatcher_notifications_dropped_total", map[string]string{"reason": ReasonQueueFull}); got != 3 {
+		t.Errorf("QueueFull drops %v, want 3 (one per recipient)", got)
+	}
+	if _, ok := h.e.Status("n2"); ok {
+		t.Error("refused notification recorded")
+	}
+	// Exactly the room left: accepted.
+	if r := h.submit(notification("n3", "carol", "dave")); r.Deliveries != 2 {
+		t.Errorf("n3 deliveries %d, want 2", r.Deliveries)
+	}
+	if got := value(t, h.e.metrics.queueDepth); got != 3 {
+		t.Errorf("queue depth %v, want 3", got)
+	}
+	close(release)
+	h.wait("n1")
+	h.wait("n3")
+	h.drain(context.Background())
+}
+
 func TestQueueFull(t *testing.T) {
 	h := newHarness(t, Options{QueueSize: 2})
 	release := make(chan struct{})
