@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -51,6 +52,8 @@ type options struct {
 	kubeconfig   string
 	namespace    string
 	configSecret string
+	// pprofListen serves net/http/pprof when set; empty (the default) does not.
+	pprofListen string
 }
 
 func main() {
@@ -65,6 +68,7 @@ func main() {
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server (default: in-cluster).")
 	flag.StringVar(&o.namespace, "namespace", os.Getenv(envNamespace), "Namespace of the tenant (default $"+envNamespace+").")
 	flag.StringVar(&o.configSecret, "config-secret", os.Getenv(envConfigSecret), "Name of the tenant's config Secret (default $"+envConfigSecret+").")
+	flag.StringVar(&o.pprofListen, "pprof-listen", "", "Address to serve net/http/pprof on, for profiling (default: off). Bind it to localhost: it has no authentication.")
 	flag.Parse()
 
 	if err := start(o, log, &appKey); err != nil {
@@ -84,6 +88,11 @@ func start(o options, log logr.Logger, appKey *atomic.Value) error {
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	if o.pprofListen != "" {
+		if err := servePprof(o.pprofListen, log); err != nil {
+			return err
+		}
 	}
 	signals, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -207,6 +216,24 @@ func startStore(ctx context.Context, client kubernetes.Interface, namespace stri
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
+}
+
+// servePprof serves the profiling endpoints on their own listener, never on
+// the API's: the API port is reachable by the tenant's clients.
+func servePprof(addr string, log logr.Logger) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s for pprof: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("serving pprof", "listen", lis.Addr().String())
+	go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(lis) }()
+	return nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
