@@ -21,7 +21,6 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -51,6 +50,8 @@ type Client struct {
 	apns *apns2.Client
 	cred *credential
 	now  func() time.Time
+	// streams is nil when the HTTP client came from the options.
+	streams *providers.StreamPool
 }
 
 // New builds a client from an APNs certificate. The host is the production or
@@ -60,16 +61,17 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 	if err != nil {
 		return nil, fmt.Errorf("apns certificate %q: %w", cert.Name, err)
 	}
-	hc, err := httpClient(cert, cred, opts)
-	if err != nil {
-		return nil, fmt.Errorf("apns certificate %q: %w", cert.Name, err)
-	}
 	host := apns2.HostProduction
 	if cred.spec.Environment == environmentDevelopment {
 		host = apns2.HostDevelopment
 	}
-	c := &Client{cred: cred, now: opts.Clock()}
-	c.apns = &apns2.Client{Host: providers.BaseURL(cert, host), HTTPClient: hc}
+	host = providers.BaseURL(cert, host)
+	hc, streams, err := httpClient(cert, cred, host, opts)
+	if err != nil {
+		return nil, fmt.Errorf("apns certificate %q: %w", cert.Name, err)
+	}
+	c := &Client{cred: cred, now: opts.Clock(), streams: streams}
+	c.apns = &apns2.Client{Host: host, HTTPClient: hc}
 	if cred.authKey != nil {
 		c.apns.Token = &token.Token{AuthKey: cred.authKey, KeyID: cred.spec.KeyID, TeamID: cred.spec.TeamID}
 	} else {
@@ -80,23 +82,22 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 
 // httpClient returns an HTTP/2 client trusting the CABundle, carrying the
 // client certificate for certificate auth, and wrapped so Send can read the
-// answer's headers (apns2 drops them, and Retry-After lives there).
-func httpClient(cert *config.Certificate, cred *credential, opts providers.Options) (*http.Client, error) {
+// answer's headers (apns2 drops them, and Retry-After lives there). Its
+// connections stay open and are reused, and the stream pool reports the
+// stream limit APNs advertises on them.
+func httpClient(cert *config.Certificate, cred *credential, host string, opts providers.Options) (*http.Client, *providers.StreamPool, error) {
 	var base *http.Client
-	switch {
-	case opts.HTTPClient != nil:
+	var streams *providers.StreamPool
+	if opts.HTTPClient != nil {
 		base = opts.HTTPClient
-	case cred.client != nil:
-		tlsConfig, err := providers.TLSConfig(cert.CABundle)
-		if err != nil {
-			return nil, err
+	} else {
+		var certs []tls.Certificate
+		if cred.client != nil {
+			certs = []tls.Certificate{*cred.client}
 		}
-		tlsConfig.Certificates = []tls.Certificate{*cred.client}
-		base = &http.Client{Transport: &http2.Transport{TLSClientConfig: tlsConfig, ReadIdleTimeout: apns2.ReadIdleTimeout}}
-	default:
 		var err error
-		if base, err = providers.NewHTTPClient(cert.CABundle); err != nil {
-			return nil, err
+		if base, streams, err = providers.NewStreamClient(cert.CABundle, certs, host); err != nil {
+			return nil, nil, err
 		}
 	}
 	rt := base.Transport
@@ -105,7 +106,7 @@ func httpClient(cert *config.Certificate, cred *credential, opts providers.Optio
 	}
 	wrapped := *base
 	wrapped.Transport = headerCapture{base: rt}
-	return &wrapped, nil
+	return &wrapped, streams, nil
 }
 
 // headerKey carries a *http.Header into the round trip to receive the answer's headers.
@@ -132,6 +133,9 @@ func (h headerCapture) CloseIdleConnections() {
 
 // Provider implements providers.Client.
 func (c *Client) Provider() config.Provider { return config.APNs }
+
+// MaxConcurrentStreams implements providers.StreamLimited.
+func (c *Client) MaxConcurrentStreams() int { return c.streams.MaxConcurrentStreams() }
 
 // Send pushes one notification. An ExpiredProviderToken answer re-signs the
 // JWT and tries once more before the answer is classified.

@@ -54,6 +54,8 @@ type Client struct {
 	messaging *messaging.Client
 	tokens    *providers.TokenCache
 	now       func() time.Time
+	// streams is nil when the HTTP client came from the options.
+	streams *providers.StreamPool
 }
 
 // New builds a client from an FCM certificate. With cert.Endpoint set, both
@@ -63,9 +65,13 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 	if err != nil {
 		return nil, fmt.Errorf("fcm certificate %q: %w", cert.Name, err)
 	}
-	hc, err := opts.HTTP(cert)
-	if err != nil {
-		return nil, fmt.Errorf("fcm certificate %q: %w", cert.Name, err)
+	// Connections stay open and are reused; the stream pool reports the
+	// stream limit FCM advertises on them.
+	hc, streams := opts.HTTPClient, (*providers.StreamPool)(nil)
+	if hc == nil {
+		if hc, streams, err = providers.NewStreamClient(cert.CABundle, nil, providers.BaseURL(cert, defaultHost)); err != nil {
+			return nil, fmt.Errorf("fcm certificate %q: %w", cert.Name, err)
+		}
 	}
 	saJSON := cert.Data[config.KeyFCMServiceAcct]
 	if cert.Endpoint != "" {
@@ -74,7 +80,7 @@ func New(cert *config.Certificate, opts providers.Options) (providers.Client, er
 		}
 	}
 	now := opts.Clock()
-	c := &Client{now: now}
+	c := &Client{now: now, streams: streams}
 	c.tokens = &providers.TokenCache{
 		Now:    now,
 		Margin: tokenMargin,
@@ -172,6 +178,9 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Provider implements providers.Client.
 func (c *Client) Provider() config.Provider { return config.FCM }
+
+// MaxConcurrentStreams implements providers.StreamLimited.
+func (c *Client) MaxConcurrentStreams() int { return c.streams.MaxConcurrentStreams() }
 
 // Send sends one message. An UNAUTHENTICATED or PERMISSION_DENIED answer
 // without FCM detail drops the access token, fetches a new one and tries
