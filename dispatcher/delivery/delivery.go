@@ -131,11 +131,17 @@ var (
 
 // Defaults for zero Options fields.
 const (
-	DefaultQueueSize           = 10000
-	DefaultIdempotencyWindow   = 10 * time.Minute
-	DefaultIdempotencyMax      = 100000
-	DefaultCallTimeout         = 10 * time.Second
-	DefaultWorkers             = 64
+	DefaultQueueSize         = 10000
+	DefaultIdempotencyWindow = 10 * time.Minute
+	DefaultIdempotencyMax    = 100000
+	DefaultCallTimeout       = 10 * time.Second
+	// DefaultWorkers is a provider's concurrent sends until its clients
+	// report an HTTP/2 stream limit, and for clients that cannot.
+	DefaultWorkers = 64
+	// DefaultMaxWorkers caps the concurrent sends per provider sized from
+	// stream limits (APNs documents about 1000 streams per connection;
+	// every send in flight holds a goroutine and its buffers).
+	DefaultMaxWorkers          = 1000
 	DefaultBreakerWindow       = time.Minute
 	DefaultBreakerMinAnswers   = 20
 	DefaultBreakerInvalidRatio = 0.9
@@ -159,11 +165,14 @@ type Options struct {
 	CallTimeout time.Duration
 	// Rand draws backoff jitter; a randomly seeded source when nil.
 	Rand *rand.Rand
-	// Workers is the number of concurrent sends per provider;
-	// ProviderWorkers overrides it for single providers (for example sized
-	// from an HTTP/2 connection's stream limit).
+	// Workers, when set, fixes the number of concurrent sends per
+	// provider; ProviderWorkers fixes it for single providers. Otherwise a
+	// provider gets DefaultWorkers until its clients report the stream
+	// limit their HTTP/2 connections advertise (providers.StreamLimited),
+	// then the sum of those limits, at most MaxWorkers.
 	Workers         int
 	ProviderWorkers map[config.Provider]int
+	MaxWorkers      int
 	// Breaker thresholds (see the package comment).
 	BreakerWindow       time.Duration
 	BreakerMinAnswers   int
@@ -195,8 +204,8 @@ func (o Options) withDefaults() Options {
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = DefaultMaxWorkers
 	}
 	if o.BreakerWindow <= 0 {
 		o.BreakerWindow = DefaultBreakerWindow
@@ -236,7 +245,7 @@ type Engine struct {
 
 	// mu guards everything below.
 	mu            sync.Mutex
-	pools         map[config.Provider]chan *job
+	pools         map[config.Provider]*pool
 	certs         map[string]*certState
 	records       map[string]*record
 	order         []*record
@@ -264,7 +273,7 @@ func New(opts Options) *Engine {
 		stop:    make(chan struct{}),
 		rand:    opts.Rand,
 		wake:    make(chan struct{}, 1),
-		pools:   map[config.Provider]chan *job{},
+		pools:   map[config.Provider]*pool{},
 		certs:   map[string]*certState{},
 		records: map[string]*record{},
 		idle:    make(chan struct{}),
@@ -348,16 +357,18 @@ func (e *Engine) ensurePool(p config.Provider) {
 	}
 	// Capacity QueueSize: at most QueueSize jobs exist, so a send to a pool
 	// never blocks.
-	ch := make(chan *job, e.opts.QueueSize)
-	e.pools[p] = ch
-	n := e.opts.Workers
+	pl := &pool{provider: p, jobs: make(chan *job, e.opts.QueueSize), fixed: e.opts.Workers}
 	if w := e.opts.ProviderWorkers[p]; w > 0 {
-		n = w
+		pl.fixed = w
 	}
-	e.wg.Add(n)
-	for range n {
-		go e.worker(ch)
+	e.pools[p] = pl
+	n := DefaultWorkers
+	if pl.fixed > 0 {
+		n = pl.fixed
 	}
+	pl.target.Store(int32(n))
+	e.metrics.workers.WithLabelValues(string(p)).Set(float64(n))
+	e.grow(pl, n)
 }
 
 // Ready reports whether Submit can accept: a config is set and Drain has
@@ -560,9 +571,9 @@ func (e *Engine) Drain(ctx context.Context) int {
 
 	// Only this goroutine is left; whatever is still queued or waiting
 	// is dropped.
-	for _, ch := range e.pools {
-		for len(ch) > 0 {
-			e.finish(<-ch, Dropped, ReasonShutdown, "")
+	for _, pl := range e.pools {
+		for len(pl.jobs) > 0 {
+			e.finish(<-pl.jobs, Dropped, ReasonShutdown, "")
 		}
 	}
 	for _, d := range e.delays {

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -913,4 +914,79 @@ func TestDrainCountsStalledAsDropped(t *testing.T) {
 	if _, err := e.Submit(notification("n2", "a")); !errors.Is(err, ErrDraining) {
 		t.Errorf("Submit after Drain: %v", err)
 	}
+}
+
+// limitedClient reports an HTTP/2 stream limit, as the APNs and FCM clients do.
+type limitedClient struct {
+	*client
+	streams int
+}
+
+func (c limitedClient) MaxConcurrentStreams() int { return c.streams }
+
+// A provider's workers grow from DefaultWorkers to its clients' stream limit,
+// capped at MaxWorkers, and that many sends are then in flight at once.
+func TestWorkersSizedFromStreamLimit(t *testing.T) {
+	const maxWorkers = DefaultWorkers + 36
+	h := newHarness(t, Options{MaxWorkers: maxWorkers, QueueSize: 1000})
+	var inFlight atomic.Int32
+	all := make(chan struct{})
+	var once sync.Once
+	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(ctx context.Context, m *providers.Message, _ int) providers.Result {
+		if m.ID == "first" {
+			return delivered
+		}
+		if inFlight.Add(1) == maxWorkers {
+			once.Do(func() { close(all) })
+		}
+		select {
+		case <-all:
+			return delivered
+		case <-ctx.Done():
+			return providers.TransportResult(ctx.Err())
+		}
+	})}
+	h.setClients(map[string]providers.Client{"hw": hw})
+	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != DefaultWorkers {
+		t.Fatalf("workers before any send %v, want %d", got, DefaultWorkers)
+	}
+	h.bind("first", "phone", "hw", "tok-first")
+	h.submit(notification("first", "first"))
+	h.wait("first")
+	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != maxWorkers {
+		t.Fatalf("workers after a send %v, want %d (250 streams capped)", got, maxWorkers)
+	}
+	var ids []string
+	for i := range maxWorkers {
+		u := fmt.Sprintf("u%03d", i)
+		h.bind(u, "phone", "hw", "tok-"+u)
+		id := "n-" + u
+		n := notification(id, u)
+		n.ID = id
+		h.submit(n)
+		ids = append(ids, id)
+	}
+	// Every send waits until all maxWorkers are in flight together: with
+	// fewer workers this never happens and the waits below time out.
+	for _, id := range ids {
+		st := h.wait(id)
+		if st.Outcomes[0].State != Delivered {
+			t.Fatalf("%s: %+v", id, st.Outcomes[0])
+		}
+	}
+	h.drain(context.Background())
+}
+
+// A fixed Workers is never resized.
+func TestFixedWorkersNotResized(t *testing.T) {
+	h := newHarness(t, Options{Workers: 3})
+	hw := limitedClient{streams: 500, client: newClient(config.Huawei, answers(delivered))}
+	h.setClients(map[string]providers.Client{"hw": hw})
+	h.bind("bob", "phone", "hw", "tok")
+	h.submit(notification("n1", "bob"))
+	h.wait("n1")
+	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != 3 {
+		t.Errorf("workers %v, want 3", got)
+	}
+	h.drain(context.Background())
 }

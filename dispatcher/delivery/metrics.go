@@ -17,6 +17,7 @@ type metrics struct {
 	suspect            *prometheus.GaugeVec
 	tokensRemoved      *prometheus.CounterVec
 	callDuration       *prometheus.HistogramVec
+	workers            *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,8 +67,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of one provider call (one attempt), by the outcome of its answer.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"provider", "certificate", "outcome"}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "impush_dispatcher_provider_workers",
+			Help: "Concurrent sends allowed per provider: sized from the HTTP/2 stream limit its connections advertise, capped.",
+		}, []string{"provider"}),
 	}
-	reg.MustRegister(m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
+	reg.MustRegister(m.workers, m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
 		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration)
 	return m
 }

@@ -2,7 +2,10 @@ package delivery
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
 
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
@@ -27,15 +30,102 @@ type job struct {
 
 func (j *job) binding() policy.Binding { return j.bindings[j.bi] }
 
-func (e *Engine) worker(ch chan *job) {
+// pool is one provider's queue and its workers.
+type pool struct {
+	provider config.Provider
+	jobs     chan *job
+	// fixed > 0: that many workers, never resized.
+	fixed int
+	// running workers converge on target: resize starts more, and workers
+	// beyond it exit after their job.
+	running  atomic.Int32
+	target   atomic.Int32
+	sized    atomic.Bool
+	attempts atomic.Uint32
+}
+
+// resizeEvery: a pool re-reads its clients' stream limits every this many
+// attempts, and after every attempt until a limit is known (the first
+// connection's SETTINGS arrive with its first answer).
+const resizeEvery = 512
+
+func (e *Engine) worker(p *pool) {
 	defer e.wg.Done()
 	for {
 		select {
 		case <-e.stop:
 			return
-		case j := <-ch:
+		case j := <-p.jobs:
 			e.attempt(j)
 		}
+		if p.fixed == 0 && (!p.sized.Load() || p.attempts.Add(1)%resizeEvery == 0) {
+			e.resize(p)
+		}
+		if p.shrink() {
+			return
+		}
+	}
+}
+
+// shrink reports whether this worker is one too many and leaves.
+func (p *pool) shrink() bool {
+	for {
+		r := p.running.Load()
+		if r <= p.target.Load() {
+			return false
+		}
+		if p.running.CompareAndSwap(r, r-1) {
+			return true
+		}
+	}
+}
+
+// grow starts workers until n are running. Called by a running worker or
+// under e.mu before Drain stops the engine, so the WaitGroup is never at
+// zero here.
+func (e *Engine) grow(p *pool, n int) {
+	for {
+		r := p.running.Load()
+		if int(r) >= n {
+			return
+		}
+		if p.running.CompareAndSwap(r, r+1) {
+			e.wg.Add(1)
+			go e.worker(p)
+		}
+	}
+}
+
+// resize sets the pool's workers to the sum of the stream limits its
+// provider's clients report, at most MaxWorkers; nothing changes while no
+// client reports one.
+func (e *Engine) resize(p *pool) {
+	snap := e.state.Load()
+	if snap == nil {
+		return
+	}
+	limit := 0
+	for _, c := range snap.certs {
+		if c.cert.Provider != p.provider {
+			continue
+		}
+		if sl, ok := c.client.(providers.StreamLimited); ok {
+			limit += sl.MaxConcurrentStreams()
+		}
+	}
+	if limit <= 0 {
+		return
+	}
+	n := min(limit, e.opts.MaxWorkers)
+	p.sized.Store(true)
+	if old := p.target.Swap(int32(n)); int(old) != n {
+		e.metrics.workers.WithLabelValues(string(p.provider)).Set(float64(n))
+		e.log.V(1).Info("sized provider workers from the HTTP/2 stream limit", "provider", string(p.provider), "streams", limit, "workers", n)
+	}
+	select {
+	case <-e.stop:
+	default:
+		e.grow(p, n)
 	}
 }
 
@@ -49,7 +139,7 @@ func (e *Engine) route(j *job) {
 func (e *Engine) routeLocked(j *job) {
 	// The pool exists: bindings are resolved against a config whose
 	// providers all got pools before it was published, and pools stay.
-	e.pools[j.binding().Provider] <- j
+	e.pools[j.binding().Provider].jobs <- j
 }
 
 // attempt makes one send of j, or decides it cannot be made now.
