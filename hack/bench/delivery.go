@@ -307,9 +307,18 @@ type timing struct {
 // runDelivery measures one run of the delivery figures for each provider
 // and added latency.
 func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencies []time.Duration) error {
-	workers := delivery.DefaultWorkers
 	for _, p := range []config.Provider{config.APNs, config.FCM} {
 		f := s.fake(p)
+		// The ceiling runs at the concurrency the dispatcher sized for this
+		// provider from the fake's stream limit (setupSystem's first send
+		// opened its connection).
+		workers := delivery.DefaultWorkers
+		if v, err := metricSums(ctx, http.DefaultClient, s.api.URL+"/metrics", map[string]map[string]string{
+			"impush_dispatcher_provider_workers": {"provider": string(p)},
+		}); err == nil && v["impush_dispatcher_provider_workers"] > 0 {
+			workers = int(v["impush_dispatcher_provider_workers"])
+		}
+		rep.note("delivery %s: dispatcher workers and ceiling concurrency %d", p, workers)
 		for _, lat := range latencies {
 			if err := f.admin.SetLatency(ctx, lat); err != nil {
 				return err

@@ -49,6 +49,9 @@ type fakeStats struct {
 // nanoseconds); providers carry data through unchanged.
 const sentAtKey = "benchSentAt"
 
+// fakeStreams is the HTTP/2 stream limit the fakes advertise.
+const fakeStreams = 1000
+
 // runFakeServer runs one fake provider as its own process. It serves the
 // fake's own handler through a second TLS listener that (1) stamps each
 // request's arrival, (2) answers only after the added latency, as a real
@@ -118,6 +121,9 @@ func runFakeServer(args []string) error {
 	}
 
 	srv := &http.Server{
+		// APNs documents about 1000 concurrent streams per connection; the
+		// dispatcher sizes its workers from what the fake advertises.
+		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: fakeStreams},
 		Handler:   w,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert},
 		ErrorLog:  nil,
