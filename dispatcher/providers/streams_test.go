@@ -102,4 +102,3 @@ func TestStreamPoolFallsBackToHTTP1(t *testing.T) {
 		t.Errorf("limit %d over HTTP/1.1, want 0", got)
 	}
 }
-
