@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,9 +24,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -41,10 +45,17 @@ const ShardWarnFraction = 0.8
 type AppTenantReconciler struct {
 	client.Client
 	// APIReader reads Secret data uncached (credentials, the last config).
-	APIReader       client.Reader
-	Recorder        recorder.EventRecorder
-	DispatcherImage string
-	Now             func() time.Time
+	APIReader client.Reader
+	// MetadataReader reads Secret metadata (shards, the API-token Secret)
+	// from the manager's metadata cache; the client would send those reads to
+	// the API server, as it bypasses its cache for every Secret form. The
+	// client when nil.
+	MetadataReader client.Reader
+	// MaxConcurrentReconciles is how many tenants reconcile at once (1 when 0).
+	MaxConcurrentReconciles int
+	Recorder                recorder.EventRecorder
+	DispatcherImage         string
+	Now                     func() time.Time
 }
 
 // Reason: watch tenants; update adds and removes the shard finalizer.
@@ -106,9 +117,9 @@ func (r *AppTenantReconciler) converge(ctx context.Context, t *pushv1.AppTenant)
 	status.Replicas = Replicas(t)
 	conds := conditions{list: &status.Conditions, generation: t.Generation, now: r.Now()}
 
-	previous, err := r.previousConfig(ctx, t)
-	if err != nil {
-		return nil, err
+	previous, configSecret, configRead := r.previousConfig(ctx, t)
+	if configSecret == nil {
+		return nil, configRead
 	}
 	certs, summaries, err := r.resolveCertificates(ctx, t, previous, conds)
 	if err != nil {
@@ -120,18 +131,23 @@ func (r *AppTenantReconciler) converge(ctx context.Context, t *pushv1.AppTenant)
 		return nil, err
 	}
 
-	var conflicts []string
+	var (
+		mu        sync.Mutex
+		conflicts []string
+	)
 	apply := func(desired, existing client.Object) error {
 		conflict, err := r.applyOwned(ctx, t, desired, existing)
 		if conflict != "" {
+			mu.Lock()
 			conflicts = append(conflicts, conflict)
+			mu.Unlock()
 		}
 		return err
 	}
-	if err := errors.Join(
-		apply(ServiceAccount(t), &corev1.ServiceAccount{}),
-		apply(Role(t), &rbacv1.Role{}),
-		apply(RoleBinding(t), &rbacv1.RoleBinding{}),
+	if err := parallel(
+		func() error { return apply(ServiceAccount(t), &corev1.ServiceAccount{}) },
+		func() error { return apply(Role(t), &rbacv1.Role{}) },
+		func() error { return apply(RoleBinding(t), &rbacv1.RoleBinding{}) },
 	); err != nil {
 		return nil, err
 	}
@@ -149,20 +165,25 @@ func (r *AppTenantReconciler) converge(ctx context.Context, t *pushv1.AppTenant)
 		if err != nil {
 			return nil, fmt.Errorf("rendering dispatcher config: %w", err)
 		}
-		// The full Secret (read uncached), so its data is compared too.
-		if err := apply(ConfigSecret(t, doc), &corev1.Secret{}); err != nil {
+		// The full Secret read above (uncached), so its data is compared too.
+		conflict, err := r.applyOver(ctx, t, ConfigSecret(t, doc), configSecret, configRead)
+		if conflict != "" {
+			conflicts = append(conflicts, conflict)
+		}
+		if err != nil {
 			return nil, err
 		}
 		status.ConfigHash = config.Hash(doc)
 	}
-	if err := errors.Join(
-		apply(Deployment(t, r.DispatcherImage), &appsv1.Deployment{}),
-		apply(Service(t), &corev1.Service{}),
-		apply(NetworkPolicy(t), &networkingv1.NetworkPolicy{}),
-		r.reconcilePDB(ctx, t, apply),
+	if err := parallel(
+		func() error { return apply(Deployment(t, r.DispatcherImage), &appsv1.Deployment{}) },
+		func() error { return apply(Service(t), &corev1.Service{}) },
+		func() error { return apply(NetworkPolicy(t), &networkingv1.NetworkPolicy{}) },
+		func() error { return r.reconcilePDB(ctx, t, apply) },
 	); err != nil {
 		return nil, err
 	}
+	slices.Sort(conflicts) // found concurrently; a stable message writes nothing new
 	if err := r.dispatcherAvailable(ctx, t, status, conds, conflicts); err != nil {
 		return nil, err
 	}
@@ -170,25 +191,39 @@ func (r *AppTenantReconciler) converge(ctx context.Context, t *pushv1.AppTenant)
 	return status, nil
 }
 
+// parallel runs independent writes at once, so a reconcile waits for the
+// slowest round trip rather than their sum; it returns all their errors.
+func parallel(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, f := range fns {
+		wg.Go(func() { errs[i] = f() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // previousConfig reads the config the operator rendered last, if any: it
 // supplies the last good credential of a certificate whose Secret changed
-// and was not validated yet, or failed validation.
-func (r *AppTenantReconciler) previousConfig(ctx context.Context, t *pushv1.AppTenant) (*config.Config, error) {
+// and was not validated yet, or failed validation. The Secret read (and
+// the read's error) is returned too, so applying the new config does not
+// read it again.
+func (r *AppTenantReconciler) previousConfig(ctx context.Context, t *pushv1.AppTenant) (*config.Config, *corev1.Secret, error) {
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: config.ConfigSecretName(t.Name)}, s)
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return nil, s, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading config Secret: %w", err)
+		return nil, nil, fmt.Errorf("reading config Secret: %w", err)
 	}
-	cfg, err := config.Parse(s.Data[config.SecretKey])
-	if err != nil {
+	cfg, perr := config.Parse(s.Data[config.SecretKey])
+	if perr != nil {
 		// An unreadable previous config only loses the last-good fallback.
-		log.FromContext(ctx).Info("previous dispatcher config unreadable; rendering afresh", "error", err.Error())
-		return nil, nil
+		log.FromContext(ctx).Info("previous dispatcher config unreadable; rendering afresh", "error", perr.Error())
+		return nil, s, nil
 	}
-	return cfg, nil
+	return cfg, s, nil
 }
 
 // resolveCertificates returns the credentials to render and the summaries,
@@ -330,9 +365,15 @@ func secretMeta() *metav1.PartialObjectMetadata {
 // object of that name is controlled by someone else: that one is left alone,
 // with a Warning event, and named in the returned conflict.
 func (r *AppTenantReconciler) applyOwned(ctx context.Context, t *pushv1.AppTenant, desired, existing client.Object) (string, error) {
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	return r.applyOver(ctx, t, desired, existing, err)
+}
+
+// applyOver is applyOwned with existing already read; readErr is the read's.
+func (r *AppTenantReconciler) applyOver(ctx context.Context, t *pushv1.AppTenant, desired, existing client.Object, readErr error) (string, error) {
 	key := client.ObjectKeyFromObject(desired)
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
-	err := r.Get(ctx, key, existing)
+	err := readErr
 	switch {
 	case apierrors.IsNotFound(err):
 		existing = nil
@@ -359,7 +400,7 @@ func (r *AppTenantReconciler) applyOwned(ctx context.Context, t *pushv1.AppTenan
 func (r *AppTenantReconciler) ensureAuthSecret(ctx context.Context, t *pushv1.AppTenant) (string, error) {
 	m := secretMeta()
 	name := config.AuthSecretName(t.Name)
-	err := r.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: name}, m)
+	err := r.metadata().Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: name}, m)
 	if err == nil {
 		if owner := metav1.GetControllerOf(m); owner == nil || owner.UID != t.UID {
 			conflict := fmt.Sprintf("Secret %q exists and is not controlled by this AppTenant", name)
@@ -394,15 +435,13 @@ func (r *AppTenantReconciler) reconcileShards(ctx context.Context, t *pushv1.App
 		conflicts []string
 		full      []string
 	)
+	var missing []int
 	for i := range int(ts.Shards) {
 		name := ts.ShardName(i)
 		m := secretMeta()
-		err := r.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: name}, m)
+		err := r.metadata().Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: name}, m)
 		if apierrors.IsNotFound(err) {
-			if err := r.Create(ctx, ShardSecret(t, i)); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating shard Secret %s: %w", name, err)
-			}
-			created++
+			missing = append(missing, i)
 			continue
 		}
 		if err != nil {
@@ -416,6 +455,23 @@ func (r *AppTenantReconciler) reconcileShards(ctx context.Context, t *pushv1.App
 			full = append(full, fmt.Sprintf("%s (%d%%)", name, fill*100/ts.MaxShardBytes))
 		}
 	}
+	// Absent from the cache: created without asking the API server first
+	// (one the cache has not seen yet answers AlreadyExists), all at once, so
+	// a new tenant's shards cost one round trip of time, not sixteen.
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	for j, i := range missing {
+		wg.Go(func() {
+			if err := r.Create(ctx, ShardSecret(t, i)); err != nil && !apierrors.IsAlreadyExists(err) {
+				errs[j] = fmt.Errorf("creating shard Secret %s: %w", ts.ShardName(i), err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	created = len(missing)
 	switch {
 	case len(conflicts) > 0:
 		conds.set(pushv1.ConditionTokenStoreReady, metav1.ConditionFalse, pushv1.ReasonShardConflict, "shard Secrets exist but belong to another tenant: "+strings.Join(conflicts, ", "))
@@ -431,6 +487,14 @@ func (r *AppTenantReconciler) reconcileShards(ctx context.Context, t *pushv1.App
 		conds.set(pushv1.ConditionTokenStoreReady, metav1.ConditionTrue, pushv1.ReasonShardsAvailable, fmt.Sprintf("%d shard Secrets available", ts.Shards))
 	}
 	return nil
+}
+
+// metadata is where Secret metadata is read from.
+func (r *AppTenantReconciler) metadata() client.Reader {
+	if r.MetadataReader != nil {
+		return r.MetadataReader
+	}
+	return r.Client
 }
 
 // reconcilePDB applies the PDB, or deletes ours when there is one replica.
@@ -545,7 +609,12 @@ func (r *AppTenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&pushv1.AppTenant{}).
+		// Not on our own status writes: they change neither spec, labels,
+		// annotations, finalizers nor deletion.
+		For(&pushv1.AppTenant{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, metadataChanged{}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ServiceAccount{}).
@@ -559,6 +628,17 @@ func (r *AppTenantReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&pushv1.PushPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapBy(indexPolicyRef))).
 		Named("apptenant").
 		Complete(r)
+}
+
+// metadataChanged passes updates that change finalizers or deletion.
+type metadataChanged struct{ predicate.Funcs }
+
+func (metadataChanged) Update(e event.UpdateEvent) bool {
+	if e.ObjectOld == nil || e.ObjectNew == nil {
+		return true
+	}
+	return !slices.Equal(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers()) ||
+		!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp())
 }
 
 func shardToTenant(_ context.Context, o client.Object) []reconcile.Request {

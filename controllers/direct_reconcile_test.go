@@ -97,7 +97,7 @@ func reconcilers(t *testing.T) (*writeCounter, *events.FakeRecorder, []func(cont
 	return counter, rec, []func(context.Context, ctrl.Request) (ctrl.Result, error){
 		(&controllers.PushCertificateReconciler{Client: cl, APIReader: cl, Recorder: rec, Validate: registry.Validate, Now: clock.Now}).Reconcile,
 		(&controllers.PushPolicyReconciler{Client: cl, Recorder: rec, Validate: policy.ValidatePolicy, Now: clock.Now}).Reconcile,
-		(&controllers.AppTenantReconciler{Client: cl, APIReader: cl, Recorder: rec, DispatcherImage: "example.com/im-push:test", Now: clock.Now}).Reconcile,
+		(&controllers.AppTenantReconciler{Client: cl, APIReader: cl, MetadataReader: mgr.GetCache(), Recorder: rec, DispatcherImage: "example.com/im-push:test", Now: clock.Now}).Reconcile,
 	}
 }
 

@@ -22,15 +22,16 @@ func main() {
 		metricsAddr, probeAddr, dispatcherImage string
 		leaderElect, secureMetrics              bool
 		qps                                     float64
-		burst                                   int
+		burst, workers                          int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (0 disables it).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager reconciles.")
 	flag.StringVar(&dispatcherImage, "dispatcher-image", "ghcr.io/imcloud/im-push-operator:dev", "Image of the dispatcher (an AppTenant may override it).")
-	flag.Float64Var(&qps, "kube-api-qps", 50, "Queries per second to the API server.")
-	flag.IntVar(&burst, "kube-api-burst", 100, "Burst of queries to the API server.")
+	flag.Float64Var(&qps, "kube-api-qps", controllers.DefaultKubeAPIQPS, "Queries per second to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "Burst of queries to the API server.")
+	flag.IntVar(&workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Objects each controller reconciles at once.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -46,9 +47,10 @@ func main() {
 			FilterProvider: filterIf(secureMetrics),
 			TLSOpts:        []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 		},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		DispatcherImage:        dispatcherImage,
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		DispatcherImage:         dispatcherImage,
+		MaxConcurrentReconciles: workers,
 	})
 	if err != nil {
 		log.Error(err, "creating manager")

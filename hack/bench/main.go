@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/imcloud/im-push-operator/controllers"
 )
 
 func main() {
@@ -70,8 +72,9 @@ func runBench() error {
 	flag.StringVar(&o.dispatcherBin, "dispatcher", "bin/dispatcher", "Dispatcher binary (make build).")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "Operator binary (make build).")
 	flag.IntVar(&o.tenants, "tenants", 200, "AppTenants the operator section applies.")
-	flag.Float64Var(&o.managerQPS, "manager-qps", 200, "The operator's --kube-api-qps.")
-	flag.IntVar(&o.managerBurst, "manager-burst", 400, "The operator's --kube-api-burst.")
+	// The shipped defaults (cmd/manager, config/manager), so the figures are the product's.
+	flag.Float64Var(&o.managerQPS, "manager-qps", controllers.DefaultKubeAPIQPS, "The operator's --kube-api-qps.")
+	flag.IntVar(&o.managerBurst, "manager-burst", controllers.DefaultKubeAPIBurst, "The operator's --kube-api-burst.")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return errUsage
