@@ -67,6 +67,10 @@ func TestAppTenantHappyPath(t *testing.T) {
 	g.Expect(k8s.Create(ctx, huaweiCert(ns, "hw", "huawei-prod", "hw-keys"))).To(Succeed())
 	g.Expect(k8s.Create(ctx, tenantObj(ns, "chat", "hw"))).To(Succeed())
 
+	// The tenant may first see its certificate before the PushCertificate
+	// controller has validated it; wait for both inputs, then the Deployment.
+	tenantCondition(t, ns, "chat", pushv1.ConditionCertificatesReady, pushv1.ReasonReady)
+	tenantCondition(t, ns, "chat", pushv1.ConditionPolicyReady, pushv1.ReasonReady)
 	at, cond := tenantCondition(t, ns, "chat", pushv1.ConditionDispatcherAvailable, pushv1.ReasonDeploymentPending)
 	g.Expect(cond.Status).To(Equal(metav1.ConditionFalse))
 	ready := condition(at.Status.Conditions, pushv1.ConditionReady)
