@@ -5,8 +5,6 @@ package controllers_test
 
 import (
 	"context"
-	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,47 +26,18 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
 	fakeapns "github.com/imcloud/im-push-operator/dispatcher/providers/fake/apns"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/registry"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
-
-// writeCounter records every mutating request sent through its transport,
-// server-side applies (PATCH) included.
-type writeCounter struct {
-	mu     sync.Mutex
-	writes []string
-}
-
-func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripper(func(r *http.Request) (*http.Response, error) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.mu.Lock()
-			w.writes = append(w.writes, r.Method+" "+r.URL.Path)
-			w.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
-func (w *writeCounter) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.writes
-	w.writes = nil
-	return out
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // reconcilers builds the three reconcilers on a second manager's client (its
 // cache carries the same indexes; Secrets are read uncached), with every
 // write counted and every event kept. The manager runs no controllers: the
 // test calls Reconcile itself.
-func reconcilers(t *testing.T) (*writeCounter, *events.FakeRecorder, []func(context.Context, ctrl.Request) (ctrl.Result, error)) {
+func reconcilers(t *testing.T) (*testenv.Recorder, *events.FakeRecorder, []func(context.Context, ctrl.Request) (ctrl.Result, error)) {
 	t.Helper()
-	counter := &writeCounter{}
+	counter := &testenv.Recorder{}
 	c := rest.CopyConfig(cfg)
-	c.WrapTransport = counter.wrap
+	c.WrapTransport = counter.Wrap
 	mgr, err := ctrl.NewManager(c, ctrl.Options{
 		Scheme:  controllers.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -128,7 +97,7 @@ func TestReconcilingUnchangedObjectsWritesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		return counter.take()
+		return counter.Take().Mutating().Strings()
 	}
 	// The manager may still be settling (shards observed, status written);
 	// wait for one quiet round, then every further round must be quiet too.

@@ -1,10 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +11,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 // stepClock is a budget clock that never sleeps: a wait moves it to the end
@@ -40,46 +40,20 @@ func (c *stepClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
-// sentPut is one shard update as it left the client.
-type sentPut struct {
-	at    time.Time
-	bytes int
-}
-
-// countingClient records the body size of every Secret PUT and the budget
-// clock's time when it was sent.
-func countingClient(t *testing.T, cfg *rest.Config, clk *stepClock) (kubernetes.Interface, func() []sentPut) {
+// countingClient records every request with its body size and the budget
+// clock's time when it was sent; sent returns the Secret PUTs (the shard
+// updates) in the order they left the client.
+func countingClient(t *testing.T, cfg *rest.Config, clk *stepClock) (kubernetes.Interface, func() testenv.Records) {
 	t.Helper()
-	var (
-		mu   sync.Mutex
-		sent []sentPut
-	)
+	rec := &testenv.Recorder{Now: clk.Now}
 	wrapped := rest.CopyConfig(cfg)
-	wrapped.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/secrets/") && req.Body != nil {
-				body, err := io.ReadAll(req.Body)
-				if err != nil {
-					return nil, err
-				}
-				req.Body = io.NopCloser(bytes.NewReader(body))
-				mu.Lock()
-				sent = append(sent, sentPut{at: clk.Now(), bytes: len(body)})
-				mu.Unlock()
-			}
-			return rt.RoundTrip(req)
+	wrapped.Wrap(rec.Wrap)
+	return kubernetes.NewForConfigOrDie(wrapped), func() testenv.Records {
+		return rec.Records().Filter(func(r testenv.Record) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.Path, "/secrets/")
 		})
-	})
-	return kubernetes.NewForConfigOrDie(wrapped), func() []sentPut {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]sentPut(nil), sent...)
 	}
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // TestSecretsWriteBudgetBoundsRequestBytes: concurrent binds on two shards
 // against a small budget; counting the request bodies as they leave the
@@ -130,15 +104,15 @@ func TestSecretsWriteBudgetBoundsRequestBytes(t *testing.T) {
 	rate, burst := float64(cfg.WriteBudgetBytesPerSecond), float64(cfg.WriteBudgetBytesPerSecond)
 	total := 0
 	for i, p := range puts {
-		total += p.bytes
-		allowed := burst + rate*p.at.Sub(start).Seconds()
+		total += p.Bytes
+		allowed := burst + rate*p.At.Sub(start).Seconds()
 		if float64(total) > allowed+1 {
 			t.Fatalf("after %d updates %d bytes were sent by %s, above burst + budget × elapsed = %.0f",
-				i+1, total, p.at.Sub(start), allowed)
+				i+1, total, p.At.Sub(start), allowed)
 		}
 	}
-	if elapsed := puts[len(puts)-1].at.Sub(start); elapsed < time.Duration(float64(total)/rate*0.5*float64(time.Second)) {
+	if elapsed := puts[len(puts)-1].At.Sub(start); elapsed < time.Duration(float64(total)/rate*0.5*float64(time.Second)) {
 		t.Errorf("%d bytes sent in %s of budget time: the budget hardly waited", total, elapsed)
 	}
-	t.Logf("%d updates, %d bytes, %s of budget time", len(puts), total, puts[len(puts)-1].at.Sub(start))
+	t.Logf("%d updates, %d bytes, %s of budget time", len(puts), total, puts[len(puts)-1].At.Sub(start))
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,34 +28,6 @@ import (
 	"github.com/imcloud/im-push-operator/hack/localrun"
 	"github.com/imcloud/im-push-operator/internal/testenv"
 )
-
-// forbiddenLog records every request the API server answered 403.
-type forbiddenLog struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (f *forbiddenLog) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		resp, err := rt.RoundTrip(r)
-		if err == nil && resp.StatusCode == http.StatusForbidden {
-			f.mu.Lock()
-			f.seen = append(f.seen, r.Method+" "+r.URL.Path)
-			f.mu.Unlock()
-		}
-		return resp, err
-	})
-}
-
-func (f *forbiddenLog) list() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.seen...)
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // rbacObject decodes config/rbac/<file> into obj and moves it, and any
 // ServiceAccount subject, from kustomize's placeholder namespace to ns.
@@ -133,7 +104,9 @@ func TestOperatorRBACIsSufficient(t *testing.T) {
 		}
 	}
 
-	forbidden := &forbiddenLog{}
+	sent := &testenv.Recorder{}
+	// The requests the API server answered 403.
+	refused := func() []string { return sent.Records().Status(http.StatusForbidden).Strings() }
 	cfg := rest.CopyConfig(admin)
 	cfg.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + opNS + ":" + sa.GetName(),
@@ -152,7 +125,7 @@ func TestOperatorRBACIsSufficient(t *testing.T) {
 			probe.List(ctx, &coordinationv1.LeaseList{}, client.InNamespace(opNS)),
 		)
 	})
-	cfg.WrapTransport = forbidden.wrap
+	cfg.WrapTransport = sent.Wrap
 	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
@@ -179,12 +152,12 @@ func TestOperatorRBACIsSufficient(t *testing.T) {
 	step := func(what string, f func() error) {
 		t.Helper()
 		until(t, what, func() error {
-			if len(forbidden.list()) > 0 {
+			if len(refused()) > 0 {
 				return nil
 			}
 			return f()
 		})
-		if got := forbidden.list(); len(got) > 0 {
+		if got := refused(); len(got) > 0 {
 			t.Fatalf("waiting for %s, the API server refused the manager under config/rbac: %v", what, got)
 		}
 	}
@@ -288,7 +261,7 @@ func TestOperatorRBACIsSufficient(t *testing.T) {
 	}
 	step("the certificate gone", gone(&pushv1.PushCertificate{ObjectMeta: pc.ObjectMeta}))
 
-	if got := forbidden.list(); len(got) > 0 {
+	if got := refused(); len(got) > 0 {
 		t.Fatalf("the API server refused the manager %d requests under config/rbac: %v", len(got), got)
 	}
 }
