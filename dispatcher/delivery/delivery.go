@@ -406,7 +406,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 		seen[r.UserID] = true
 		user, err := e.store.Get(ctx, r.UserID)
 		if errors.Is(err, store.ErrInvalidUser) {
-			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, State: Skipped, Reason: ReasonInvalidUser})
+			rec.add(DeviceOutcome{User: r.UserID, State: Skipped, Reason: ReasonInvalidUser})
 			continue
 		}
 		if err != nil {
@@ -417,20 +417,17 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 			e.log.V(1).Info("template failed, default text used", "notification", n.ID, "error", err.Error())
 		}
 		for _, s := range d.Skipped {
-			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, Device: s.DeviceID, State: Skipped, Reason: string(s.Reason)})
+			rec.add(DeviceOutcome{User: r.UserID, Device: s.DeviceID, State: Skipped, Reason: string(s.Reason)})
 		}
 		for _, dl := range d.Deliveries {
 			b := dl.Bindings[0]
-			jobs = append(jobs, &job{rec: rec, idx: len(rec.outcomes), user: r.UserID, device: dl.DeviceID, bindings: dl.Bindings, msg: dl.Message})
-			rec.outcomes = append(rec.outcomes, DeviceOutcome{User: r.UserID, Device: dl.DeviceID, Certificate: b.CertificateName, Provider: b.Provider, State: Pending})
+			idx := rec.add(DeviceOutcome{User: r.UserID, Device: dl.DeviceID, Certificate: b.CertificateName, Provider: b.Provider, State: Pending})
+			jobs = append(jobs, &job{rec: rec, idx: idx, user: r.UserID, device: dl.DeviceID, bindings: dl.Bindings, msg: dl.Message})
 		}
 	}
-	rec.pending = len(jobs)
 	rec.receipt.Deliveries = len(jobs)
 	rec.receipt.Skipped = len(rec.outcomes) - len(jobs)
-	if len(jobs) == 0 {
-		close(rec.done)
-	}
+	rec.seal(len(jobs))
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -533,7 +530,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (Status, error) {
 		return Status{}, ErrNotFound
 	}
 	select {
-	case <-r.done:
+	case <-r.doneChan():
 		return r.status(), nil
 	case <-ctx.Done():
 		return r.status(), ctx.Err()
