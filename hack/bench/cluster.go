@@ -73,7 +73,10 @@ func startCluster(dir string) (_ *cluster, err error) {
 	c.env.ControlPlane.GetAPIServer().Configure().
 		Set("audit-policy-file", policy).
 		Set("audit-log-path", c.auditLog).
-		Set("audit-log-mode", "blocking")
+		Set("audit-log-mode", "blocking").
+		// envtest's /24 holds 254 Services: -runs 2 with 200 tenants (one
+		// dispatcher Service each, none deleted between runs) exhausted it.
+		Set("service-cluster-ip-range", "10.0.0.0/16")
 	if c.cfg, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
