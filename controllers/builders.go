@@ -35,6 +35,9 @@ const (
 	EnvNamespace    = "IMPUSH_NAMESPACE"
 	EnvConfigSecret = "IMPUSH_CONFIG_SECRET"
 	EnvPodName      = "IMPUSH_POD_NAME"
+	// EnvMemoryRequest is the container's memory request in bytes (downward
+	// API); the dispatcher keeps its heap under it (see its main.go).
+	EnvMemoryRequest = "IMPUSH_MEMORY_REQUEST"
 	// terminationGrace must exceed the dispatcher's drain timeout.
 	terminationGrace = 30
 	drainTimeout     = "25s"
@@ -225,6 +228,7 @@ func DispatcherContainer(t *pushv1.AppTenant, image string) corev1.Container {
 			{Name: EnvNamespace, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 			{Name: EnvPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: EnvConfigSecret, Value: config.ConfigSecretName(t.Name)},
+			{Name: EnvMemoryRequest, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "dispatcher", Resource: "requests.memory", Divisor: resource.MustParse("1")}}},
 		},
 		Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: DispatcherPort, Protocol: corev1.ProtocolTCP}},
 		Resources:      resources(t),

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,8 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -217,6 +220,10 @@ func (r *Runner) start(ctx context.Context, d *appsv1.Deployment, rep *replica) 
 			case "metadata.name":
 				v = fmt.Sprintf("%s-%d", d.Name, rep.index)
 			}
+		}
+		if e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil {
+			// What the kubelet would pass; a resource not set is left out.
+			v = resourceField(c.Resources, e.ValueFrom.ResourceFieldRef)
 		}
 		env = append(env, e.Name+"="+v)
 	}
@@ -422,4 +429,25 @@ func BuildDispatcher(dir, repoRoot string) (string, error) {
 		return "", fmt.Errorf("building the dispatcher: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// resourceField is the downward API's value of a container resource field
+// (requests.memory, limits.cpu, ...) in units of its divisor (default 1,
+// rounded up as the kubelet does), or "" when the resource is not set.
+func resourceField(r corev1.ResourceRequirements, f *corev1.ResourceFieldSelector) string {
+	var q resource.Quantity
+	var ok bool
+	if name, isLimit := strings.CutPrefix(f.Resource, "limits."); isLimit {
+		q, ok = r.Limits[corev1.ResourceName(name)]
+	} else if name, isRequest := strings.CutPrefix(f.Resource, "requests."); isRequest {
+		q, ok = r.Requests[corev1.ResourceName(name)]
+	}
+	if !ok {
+		return ""
+	}
+	div := f.Divisor
+	if div.IsZero() {
+		div = resource.MustParse("1")
+	}
+	return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(div.MilliValue()))), 10)
 }

@@ -14,6 +14,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,7 +42,36 @@ const (
 	envNamespace    = "IMPUSH_NAMESPACE"
 	envConfigSecret = "IMPUSH_CONFIG_SECRET"
 	envPodName      = "IMPUSH_POD_NAME"
+	// envMemoryRequest: the container's memory request in bytes.
+	envMemoryRequest = "IMPUSH_MEMORY_REQUEST"
 )
+
+// memoryShare of the pod's memory request is the Go runtime's soft memory
+// limit; the rest covers what the runtime does not count (binary, C stacks).
+const memoryShare = 0.9
+
+// setMemoryLimit sets the runtime's soft memory limit from the pod's memory
+// request, unless $GOMEMLIMIT sets one, and returns it (0: none set).
+//
+// Why the request and not the limit: the request is what the scheduler
+// reserved for the pod, and a pod above its request is among the first
+// evicted under node memory pressure. With the default GOGC the heap grows
+// to twice the live data before a collection (the idempotency records alone
+// are tens of MiB under load), far above the request. The limit stays the
+// kill line: the soft limit lets the heap grow past the request when live
+// data needs it, with the collector's CPU capped by the runtime.
+func setMemoryLimit(getenv func(string) string) int64 {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	req, err := strconv.ParseInt(getenv(envMemoryRequest), 10, 64)
+	if err != nil || req <= 0 {
+		return 0
+	}
+	limit := int64(float64(req) * memoryShare)
+	debug.SetMemoryLimit(limit)
+	return limit
+}
 
 // shutdownGrace bounds closing the HTTP server after the drain; the pod's
 // termination grace (30s) covers the drain timeout (25s) plus this.
@@ -78,6 +109,9 @@ func main() {
 }
 
 func start(o options, log logr.Logger, appKey *atomic.Value) error {
+	if limit := setMemoryLimit(os.Getenv); limit > 0 {
+		log.Info("soft memory limit set from the memory request", "bytes", limit)
+	}
 	if o.namespace == "" || o.configSecret == "" {
 		return fmt.Errorf("--namespace and --config-secret (or $%s and $%s) are required", envNamespace, envConfigSecret)
 	}
