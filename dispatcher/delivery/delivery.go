@@ -133,8 +133,13 @@ var (
 const (
 	DefaultQueueSize         = 10000
 	DefaultIdempotencyWindow = 10 * time.Minute
-	DefaultIdempotencyMax    = 100000
-	DefaultCallTimeout       = 10 * time.Second
+	// DefaultIdempotencyMax: a finished record costs about 300 bytes, and
+	// 100,000 of them (the bound before 2026-12-05) were a quarter of the
+	// dispatcher's default 128 MiB memory request, which its soft memory
+	// limit follows. 25,000 still cover 25 s of retries at 1,000
+	// notifications/s, and the full 10-minute window up to about 40/s.
+	DefaultIdempotencyMax = 25000
+	DefaultCallTimeout    = 10 * time.Second
 	// DefaultWorkers is a provider's concurrent sends until its clients
 	// report an HTTP/2 stream limit, and for clients that cannot.
 	DefaultWorkers = 64

@@ -14,7 +14,7 @@ func TestSetMemoryLimitFromRequest(t *testing.T) {
 		env  map[string]string
 		want int64
 	}{
-		{"request", map[string]string{envMemoryRequest: "134217728"}, 120795955},
+		{"request", map[string]string{envMemoryRequest: "134217728"}, 134217728},
 		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 0},
 		{"no request", map[string]string{}, 0},
 		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 0},
