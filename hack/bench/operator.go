@@ -114,7 +114,12 @@ func runOperator(ctx context.Context, cl *cluster, mgr *managerProcess, o option
 	if err != nil {
 		return mgr, err
 	}
-	rep.add(section, fmt.Sprintf("writes by the operator reconciling %d unchanged tenants after a restart", len(tenants.Items)), "requests", "0", float64(total))
+	// One row across runs; later runs' clusters hold the earlier runs'
+	// tenants too, all reconciled after the restart.
+	rep.add(section, "writes by the operator reconciling every unchanged tenant after a restart", "requests", "0", float64(total))
+	if run > 1 {
+		rep.note("run %d: the restarted operator reconciled %d unchanged tenants (earlier runs' included)", run, len(tenants.Items))
+	}
 	if total > 0 {
 		var parts []string
 		for k, v := range writes {
