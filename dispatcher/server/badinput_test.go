@@ -144,6 +144,8 @@ func TestLimitBoundaries(t *testing.T) {
 		// At MaxDepth the depth check passes and the decoder names the unknown field.
 		{"body at the depth limit", "PUT", "/v1/users/bob/devices/d1", nest(MaxDepth), 400, CodeUnknownField, "x"},
 		{"body one past the depth limit", "PUT", "/v1/users/bob/devices/d1", nest(MaxDepth + 1), 400, CodeInvalidJSON, ""},
+		// Brackets inside strings (after an escaped quote too) are text, not nesting.
+		{"brackets in a message text", "POST", "/v1/notifications", textNotification(`\"` + strings.Repeat("[{", MaxDepth) + `\\`), 202, "", ""},
 		// At MaxBodyBytes the size check passes and the token length is refused.
 		{"body of MaxBodyBytes", "PUT", "/v1/users/bob/devices/d1", sized(MaxBodyBytes), 400, CodeInvalidField, "token"},
 		{"body of MaxBodyBytes+1", "PUT", "/v1/users/bob/devices/d1", sized(MaxBodyBytes + 1), 413, CodeBodyTooLarge, ""},
@@ -170,4 +172,10 @@ func TestLimitBoundaries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// textNotification is a valid notification whose message text is the raw
+// JSON string content text (escapes as written).
+func textNotification(text string) string {
+	return `{"id":"n1","sender":{"id":"alice"},"conversation":{"id":"c1","type":"single"},"recipients":[{"userId":"bob"}],"message":{"text":"` + text + `"}}`
 }

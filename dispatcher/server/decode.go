@@ -41,29 +41,36 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	return body, nil
 }
 
-// checkDepth scans tokens without building values, so a deeply nested body
-// costs a pass over its bytes and nothing more.
+// checkDepth counts brackets outside strings, so a deeply nested body is
+// refused before the decoder walks it. It does not check the syntax: the
+// decoder does, and on a malformed body the count may be off but the
+// decoder refuses that body anyway. A byte loop and not json.Decoder.Token:
+// that was a second full parse, a tenth of the dispatcher's CPU per request.
 func checkDepth(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("request body is not valid JSON: %v", err)
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
+	depth, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
 			depth++
 			if depth > MaxDepth {
 				return fmt.Errorf("request body nests deeper than %d levels", MaxDepth)
 			}
-		case json.Delim('}'), json.Delim(']'):
+		case c == '}' || c == ']':
 			depth--
 		}
 	}
+	return nil
 }
 
 // decodeJSON decodes exactly one JSON value into v, refusing unknown fields.
