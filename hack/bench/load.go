@@ -271,7 +271,17 @@ func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
 		}
 		return func(ctx context.Context, i int) error {
 			p := payload.NewPayload().AlertTitle("Bench").AlertBody("hello").Custom(sentAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
-			resp, err := c.PushWithContext(ctx, &apns2.Notification{DeviceToken: TokenOf(job.Provider, i), Topic: cert.APNs.BundleID, Payload: p})
+			// The headers the dispatcher sends for every notification
+			// (dispatcher/providers/apns): a unique apns-id and collapse id,
+			// an expiration, push type and priority. The ceiling sends the
+			// same request, so the share measures what the dispatcher adds,
+			// not a smaller request (unique header values cost HPACK work).
+			id := newID()
+			resp, err := c.PushWithContext(ctx, &apns2.Notification{
+				DeviceToken: TokenOf(job.Provider, i), Topic: cert.APNs.BundleID, Payload: p,
+				ApnsID: id, CollapseID: id, Expiration: time.Now().Add(time.Hour),
+				PushType: apns2.PushTypeAlert, Priority: apns2.PriorityHigh,
+			})
 			if err != nil {
 				return err
 			}
