@@ -179,14 +179,10 @@ func Decide(r *Renderer, in Input) Decision {
 	d.RenderErrors = text.Errors
 	msg := message(p, n, in.Now)
 	msg.Title, msg.Body = text.Title, text.Body
+	// The devices share Data and Badge: clients only read them (see
+	// providers.Message), and a copy per device was a map per delivery.
 	for i := range d.Deliveries {
-		m := msg
-		m.Data = maps.Clone(msg.Data)
-		if msg.Badge != nil {
-			b := *msg.Badge
-			m.Badge = &b
-		}
-		d.Deliveries[i].Message = m
+		d.Deliveries[i].Message = msg
 	}
 	return d
 }
@@ -244,13 +240,13 @@ func message(p *config.Policy, n *Notification, now time.Time) providers.Message
 		maps.Copy(data, push.Data)
 	}
 	m.Expiration = now.Add(ttl)
-	for k, v := range map[string]string{
-		DataConversationID:   n.Conversation.ID,
-		DataConversationType: n.Conversation.Type,
-		DataSenderID:         n.Sender.ID,
+	for _, kv := range [...][2]string{
+		{DataConversationID, n.Conversation.ID},
+		{DataConversationType, n.Conversation.Type},
+		{DataSenderID, n.Sender.ID},
 	} {
-		if v != "" {
-			data[k] = v
+		if kv[1] != "" {
+			data[kv[0]] = kv[1]
 		}
 	}
 	if len(data) > 0 {

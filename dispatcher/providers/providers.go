@@ -28,7 +28,9 @@ type Message struct {
 	Token string
 	Title string
 	Body  string
-	// Badge is nil when no badge is to be set.
+	// Badge is nil when no badge is to be set. Badge and Data are shared by
+	// every delivery of a notification, across workers: clients must only
+	// read them.
 	Badge *int
 	Sound string
 	Data  map[string]string
