@@ -953,6 +953,12 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 	h.bind("first", "phone", "hw", "tok-first")
 	h.submit(notification("first", "first"))
 	h.wait("first")
+	// The worker resizes its pool after the attempt it settled, so the
+	// gauge may lag the outcome by a moment: poll it, yielding, not sleeping.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}) != maxWorkers && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
 	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != maxWorkers {
 		t.Fatalf("workers after a send %v, want %d (250 streams capped)", got, maxWorkers)
 	}
