@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"firebase.google.com/go/v4/errorutils"
 	"firebase.google.com/go/v4/messaging"
@@ -122,7 +123,51 @@ func newMessaging(projectID string, opts ...option.ClientOption) (*messaging.Cli
 	if err, _ := out[1].Interface().(error); err != nil {
 		return nil, err
 	}
-	return out[0].Interface().(*messaging.Client), nil
+	mc := out[0].Interface().(*messaging.Client)
+	if err := disableSDKRetries(mc); err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// disableSDKRetries turns off the SDK's own retry loop (up to 4 retries of a
+// 503 or a network error, sleeping inside the call), which the SDK offers no
+// option for. The delivery engine owns retries: it frees the worker while
+// waiting, honours Retry-After beyond the call timeout, counts the attempts
+// and spends them against maxAttempts and the TTL. The SDK's retry loop
+// sits in an unexported field (fcmClient.httpClient.RetryConfig), reached
+// by reflection; if an SDK version moves it, this fails loudly at client
+// construction, and TestSDKDoesNotRetry fails, rather than retrying twice.
+func disableSDKRetries(mc *messaging.Client) error {
+	field := func(v reflect.Value, name string) (reflect.Value, error) {
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, fmt.Errorf("fcm: the SDK's %s is nil", v.Type())
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return reflect.Value{}, fmt.Errorf("fcm: the SDK's %s is not a struct", v.Type())
+		}
+		f := v.FieldByName(name)
+		if !f.IsValid() {
+			return reflect.Value{}, fmt.Errorf("fcm: the SDK's %s has no field %s; this SDK version is not supported", v.Type(), name)
+		}
+		return f, nil
+	}
+	v := reflect.ValueOf(mc)
+	for _, name := range []string{"fcmClient", "httpClient", "RetryConfig"} {
+		var err error
+		if v, err = field(v, name); err != nil {
+			return err
+		}
+	}
+	if v.Kind() != reflect.Pointer {
+		return fmt.Errorf("fcm: the SDK's RetryConfig is a %s, not a pointer", v.Type())
+	}
+	// The field is unexported along the way, so it is set through its address.
+	reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem().Set(reflect.Zero(v.Type()))
+	return nil
 }
 
 // fetchToken runs one JWT-bearer exchange. A new token source each time, so

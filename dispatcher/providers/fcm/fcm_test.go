@@ -138,17 +138,21 @@ func TestAnswersMapToOutcomes(t *testing.T) {
 		{name: "device quota with Retry-After", answers: []fake.Answer{{Code: "QUOTA_EXCEEDED", RetryAfter: 90 * time.Second}}, outcome: providers.Retry, reason: "QUOTA_EXCEEDED", retryAfter: 90 * time.Second},
 		{name: "device quota backs off a minute", answers: []fake.Answer{{Code: "QUOTA_EXCEEDED"}}, outcome: providers.Retry, reason: "QUOTA_EXCEEDED", retryAfter: time.Minute},
 		{name: "project quota", answers: []fake.Answer{{Code: "RESOURCE_EXHAUSTED", RetryAfter: 30 * time.Second}}, outcome: providers.Retry, reason: "RESOURCE_EXHAUSTED", retryAfter: time.Minute},
-		// Retry-After beyond the SDK's 2-minute cap stops its own retries.
 		{name: "unavailable", answers: []fake.Answer{{Code: "UNAVAILABLE", RetryAfter: 3 * time.Minute}}, outcome: providers.Retry, reason: "UNAVAILABLE", retryAfter: 3 * time.Minute},
+		// Within the SDK's 2-minute cap its own loop would have slept it out
+		// holding the worker; with that loop off it reaches the engine.
+		{name: "unavailable, 30 s Retry-After", answers: []fake.Answer{{Code: "UNAVAILABLE", RetryAfter: 30 * time.Second}}, outcome: providers.Retry, reason: "UNAVAILABLE", retryAfter: 30 * time.Second},
 		{name: "internal", answers: []fake.Answer{{Code: "INTERNAL"}}, outcome: providers.Retry, reason: "INTERNAL"},
 		{name: "APNs key in console", answers: []fake.Answer{{Code: "THIRD_PARTY_AUTH_ERROR"}}, outcome: providers.BadCredentials, reason: "THIRD_PARTY_AUTH_ERROR"},
 		{name: "unauthenticated twice", answers: []fake.Answer{{Code: "UNAUTHENTICATED", Times: 2}}, outcome: providers.BadCredentials, reason: "UNAUTHENTICATED"},
 		{name: "permission denied twice", answers: []fake.Answer{{Code: "PERMISSION_DENIED", Times: 2}}, outcome: providers.BadCredentials, reason: "PERMISSION_DENIED"},
 		{name: "bare 502", answers: []fake.Answer{{Code: "status:502"}}, outcome: providers.Retry, reason: "HTTP 502"},
 		{name: "bare 404", answers: []fake.Answer{{Code: "status:404"}}, outcome: providers.BadCredentials, reason: "NOT_FOUND"},
-		// The SDK retries a 503 and a reset stream at once, inside the one attempt.
-		{name: "one unavailable then success", answers: []fake.Answer{{Code: "UNAVAILABLE", Times: 1}}, outcome: providers.Delivered},
-		{name: "one reset then success", answers: []fake.Answer{{Code: "reset", Times: 1}}, outcome: providers.Delivered},
+		// One failure, then success if asked again: the SDK's own retry loop
+		// is off (disableSDKRetries), so the one attempt reports the failure
+		// and the engine retries it. With the loop on, these were Delivered.
+		{name: "one unavailable is not retried inside the call", answers: []fake.Answer{{Code: "UNAVAILABLE", Times: 1}}, outcome: providers.Retry, reason: "UNAVAILABLE"},
+		{name: "one reset is not retried inside the call", answers: []fake.Answer{{Code: "reset", Times: 1}}, outcome: providers.Retry, reason: "transport"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,8 +186,10 @@ func TestUnreachableEndpointIsRetry(t *testing.T) {
 	srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	if res := c.Send(ctx, &providers.Message{ID: "n", Token: token1}); res.Outcome != providers.Retry || res.Reason != "timeout" {
-		t.Errorf("Send to a closed endpoint = %v/%q (%v), want Retry/timeout", res.Outcome, res.Reason, res.Err)
+	// The SDK's own retry loop is off, so the failure comes back at once
+	// (it used to retry until the deadline and answer "timeout").
+	if res := c.Send(ctx, &providers.Message{ID: "n", Token: token1}); res.Outcome != providers.Retry || res.Reason != "transport" || ctx.Err() != nil {
+		t.Errorf("Send to a closed endpoint = %v/%q (%v) with the context %v, want Retry/transport before the deadline", res.Outcome, res.Reason, res.Err, ctx.Err())
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
-	"github.com/imcloud/im-push-operator/dispatcher/providers/fake"
 	fakefcm "github.com/imcloud/im-push-operator/dispatcher/providers/fake/fcm"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fake/providertest"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fcm"
@@ -42,16 +41,8 @@ func FuzzAnswer(f *testing.F) {
 		Send:   "/messages:send",
 		Auth:   "/token",
 		Header: http.Header{"Content-Type": {"application/json; charset=UTF-8"}},
-		Status: func(status int) int {
-			if s := fake.ClampStatus(status); s == 0 || s == http.StatusInternalServerError || s == http.StatusServiceUnavailable {
-				// The SDK retries these itself with backoff sleeps of seconds;
-				// TestAnswersMapToOutcomes covers how they end.
-				return http.StatusBadGateway
-			}
-			return status
-		},
-		New:  fcm.New,
-		Cert: cert,
+		New:    fcm.New,
+		Cert:   cert,
 		Message: func() *providers.Message {
 			return &providers.Message{ID: "n-1", Token: "fcm-fuzz-token", Title: "Alice", Body: "hi"}
 		},
