@@ -137,7 +137,8 @@ func newMessaging(projectID string, opts ...option.ClientOption) (*messaging.Cli
 // and spends them against maxAttempts and the TTL. The SDK's retry loop
 // sits in an unexported field (fcmClient.httpClient.RetryConfig), reached
 // by reflection; if an SDK version moves it, this fails loudly at client
-// construction, and TestSDKDoesNotRetry fails, rather than retrying twice.
+// construction (every test that builds a client fails) rather than
+// retrying twice; TestAnswersMapToOutcomes checks a single 503 is not retried.
 func disableSDKRetries(mc *messaging.Client) error {
 	field := func(v reflect.Value, name string) (reflect.Value, error) {
 		if v.Kind() == reflect.Pointer {
@@ -416,12 +417,11 @@ func collapseKey(m *providers.Message) string {
 // whose size bound already fits is not encoded to be measured: that was a
 // third of the client's JSON work (the SDK encodes the message again).
 func fitNotification(msg *messaging.Message, title, body string) {
-	if sizeBound(msg, title, body) <= maxPayload {
-		msg.Notification = &messaging.Notification{Title: title, Body: body}
-		return
-	}
 	for {
 		msg.Notification = &messaging.Notification{Title: title, Body: body}
+		if sizeBound(msg, title, body) <= maxPayload {
+			return
+		}
 		raw, err := json.Marshal(msg)
 		over := len(raw) - maxPayload
 		switch {
