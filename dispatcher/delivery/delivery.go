@@ -146,7 +146,14 @@ const (
 	// DefaultMaxWorkers caps the concurrent sends per provider sized from
 	// stream limits (APNs documents about 1000 streams per connection;
 	// every send in flight holds a goroutine and its buffers).
-	DefaultMaxWorkers          = 1000
+	DefaultMaxWorkers = 1000
+	// DefaultMinWorkers is the fewest concurrent sends the round-trip
+	// limiter (limit.go) goes down to below a stream-limit cap: enough
+	// for about 6,000 sends/s to a provider 20 ms away, which this
+	// dispatcher's CPU does not exceed on a 2-core machine
+	// (docs/performance.md), so a round trip that rises with local CPU
+	// load cannot throttle the rate the CPU allows.
+	DefaultMinWorkers          = 128
 	DefaultBreakerWindow       = time.Minute
 	DefaultBreakerMinAnswers   = 20
 	DefaultBreakerInvalidRatio = 0.9
@@ -173,8 +180,10 @@ type Options struct {
 	// Workers, when set, fixes the number of concurrent sends per
 	// provider; ProviderWorkers fixes it for single providers. Otherwise a
 	// provider gets DefaultWorkers until its clients report the stream
-	// limit their HTTP/2 connections advertise (providers.StreamLimited),
-	// then the sum of those limits, at most MaxWorkers.
+	// limit their HTTP/2 connections advertise (providers.StreamLimited);
+	// then at most the sum of those limits, capped by MaxWorkers, and below
+	// that cap as many as the provider's round-trip times show are useful
+	// (limit.go), never fewer than DefaultMinWorkers unless the cap is lower.
 	Workers         int
 	ProviderWorkers map[config.Provider]int
 	MaxWorkers      int
@@ -370,6 +379,9 @@ func (e *Engine) ensurePool(p config.Provider) {
 	n := DefaultWorkers
 	if pl.fixed > 0 {
 		n = pl.fixed
+	}
+	if pl.fixed == 0 {
+		pl.lim = newLimiter(DefaultMinWorkers, n)
 	}
 	pl.target.Store(int32(n))
 	e.metrics.workers.WithLabelValues(string(p)).Set(float64(n))

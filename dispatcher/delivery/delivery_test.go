@@ -962,6 +962,9 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != maxWorkers {
 		t.Fatalf("workers after a send %v, want %d (250 streams capped)", got, maxWorkers)
 	}
+	if got := h.metric("impush_dispatcher_provider_max_workers", map[string]string{"provider": "Huawei"}); got != maxWorkers {
+		t.Fatalf("max workers after a send %v, want %d (250 streams capped)", got, maxWorkers)
+	}
 	var ids []string
 	for i := range maxWorkers {
 		u := fmt.Sprintf("u%03d", i)
@@ -979,6 +982,51 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 		if st.Outcomes[0].State != Delivered {
 			t.Fatalf("%s: %+v", id, st.Outcomes[0])
 		}
+	}
+	h.drain(context.Background())
+}
+
+// Answers slower than twice the fastest one lower the workers below the
+// stream limit: the sends are queueing, and more at once would only hold
+// more memory. The cap stays the stream limit.
+func TestWorkersFollowRoundTrips(t *testing.T) {
+	h := newHarness(t, Options{})
+	var slow atomic.Bool
+	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
+		if slow.Load() {
+			h.clock.Advance(50 * time.Millisecond)
+		}
+		return delivered
+	})}
+	h.setClients(map[string]providers.Client{"hw": hw})
+	h.bind("first", "phone", "hw", "tok-first")
+	h.submit(notification("first", "first"))
+	h.wait("first")
+	workers := map[string]string{"provider": "Huawei"}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.metric("impush_dispatcher_provider_workers", workers) != 250 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if got := h.metric("impush_dispatcher_provider_workers", workers); got != 250 {
+		t.Fatalf("workers after the first answer %v, want the stream limit 250", got)
+	}
+	slow.Store(true)
+	for i := range 200 {
+		u := fmt.Sprintf("u%03d", i)
+		h.bind(u, "phone", "hw", "tok-"+u)
+		h.submit(notification("n-"+u, u))
+	}
+	for i := range 200 {
+		if st := h.wait(fmt.Sprintf("n-u%03d", i)); st.Outcomes[0].State != Delivered {
+			t.Fatalf("n-u%03d: %+v", i, st.Outcomes[0])
+		}
+	}
+	// Each answer adapts the limit before its outcome settles.
+	if got := h.metric("impush_dispatcher_provider_workers", workers); got >= 250 || got < DefaultMinWorkers {
+		t.Errorf("workers after slow answers %v, want fewer than 250 and at least %d", got, DefaultMinWorkers)
+	}
+	if got := h.metric("impush_dispatcher_provider_max_workers", workers); got != 250 {
+		t.Errorf("max workers %v, want the stream limit 250", got)
 	}
 	h.drain(context.Background())
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	tokensRemoved      *prometheus.CounterVec
 	callDuration       *prometheus.HistogramVec
 	workers            *prometheus.GaugeVec
+	maxWorkers         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,10 +70,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"provider", "certificate", "outcome"}),
 		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "impush_dispatcher_provider_workers",
-			Help: "Concurrent sends allowed per provider: sized from the HTTP/2 stream limit its connections advertise, capped.",
+			Help: "Concurrent sends allowed per provider now: adapted to the provider's round-trip times, at most impush_dispatcher_provider_max_workers.",
+		}, []string{"provider"}),
+		maxWorkers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "impush_dispatcher_provider_max_workers",
+			Help: "Upper bound of concurrent sends per provider: the HTTP/2 stream limits its connections advertise, capped by the dispatcher's maximum.",
 		}, []string{"provider"}),
 	}
-	reg.MustRegister(m.workers, m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
+	reg.MustRegister(m.workers, m.maxWorkers, m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
 		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration)
 	return m
 }

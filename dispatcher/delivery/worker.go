@@ -36,12 +36,16 @@ type pool struct {
 	jobs     chan *job
 	// fixed > 0: that many workers, never resized.
 	fixed int
+	// lim adapts the workers below the stream limits; nil when fixed.
+	lim *limiter
 	// running workers converge on target: resize starts more, and workers
 	// beyond it exit after their job.
 	running  atomic.Int32
 	target   atomic.Int32
 	sized    atomic.Bool
 	attempts atomic.Uint32
+	// maxWorkers is the cap from the stream limits (0 until known).
+	maxWorkers atomic.Int32
 }
 
 // resizeEvery: a pool re-reads its clients' stream limits every this many
@@ -56,7 +60,7 @@ func (e *Engine) worker(p *pool) {
 		case <-e.stop:
 			return
 		case j := <-p.jobs:
-			e.attempt(j)
+			e.attempt(p, j)
 		}
 		if p.fixed == 0 && (!p.sized.Load() || p.attempts.Add(1)%resizeEvery == 0) {
 			e.resize(p)
@@ -96,9 +100,10 @@ func (e *Engine) grow(p *pool, n int) {
 	}
 }
 
-// resize sets the pool's workers to the sum of the stream limits its
-// provider's clients report, at most MaxWorkers; nothing changes while no
-// client reports one.
+// resize caps the pool's workers at the sum of the stream limits its
+// provider's clients report, at most MaxWorkers, and sets them to the
+// limiter's allowance below that; nothing changes while no client reports
+// a limit.
 func (e *Engine) resize(p *pool) {
 	snap := e.state.Load()
 	if snap == nil {
@@ -116,17 +121,33 @@ func (e *Engine) resize(p *pool) {
 	if limit <= 0 {
 		return
 	}
-	n := min(limit, e.opts.MaxWorkers)
+	c := min(limit, e.opts.MaxWorkers)
 	p.sized.Store(true)
+	if old := p.maxWorkers.Swap(int32(c)); old != int32(c) {
+		e.metrics.maxWorkers.WithLabelValues(string(p.provider)).Set(float64(c))
+		e.log.V(1).Info("capped provider workers at the HTTP/2 stream limit", "provider", string(p.provider), "streams", limit, "maxWorkers", c)
+	}
+	e.setTarget(p, p.lim.setCap(c))
+}
+
+// setTarget makes n the pool's workers: more start now, and workers beyond
+// n leave after their current job.
+func (e *Engine) setTarget(p *pool, n int) {
 	if old := p.target.Swap(int32(n)); int(old) != n {
 		e.metrics.workers.WithLabelValues(string(p.provider)).Set(float64(n))
-		e.log.V(1).Info("sized provider workers from the HTTP/2 stream limit", "provider", string(p.provider), "streams", limit, "workers", n)
 	}
 	select {
 	case <-e.stop:
 	default:
 		e.grow(p, n)
 	}
+}
+
+// answered reports whether an outcome is the provider's answer to the
+// send, whose round trip the limiter can use: not a transport failure or
+// a throttling answer, which say nothing about queueing here.
+func answered(o providers.Outcome) bool {
+	return o != providers.Retry && o != providers.QuotaExceeded
 }
 
 // route queues j for the provider of its current binding.
@@ -142,8 +163,9 @@ func (e *Engine) routeLocked(j *job) {
 	e.pools[j.binding().Provider].jobs <- j
 }
 
-// attempt makes one send of j, or decides it cannot be made now.
-func (e *Engine) attempt(j *job) {
+// attempt makes one send of j, from pool p, or decides it cannot be made
+// now.
+func (e *Engine) attempt(p *pool, j *job) {
 	if e.ctx.Err() != nil {
 		e.finish(j, Dropped, ReasonShutdown, "")
 		return
@@ -181,6 +203,11 @@ func (e *Engine) attempt(j *job) {
 	end := e.clock.Now()
 	prov, cert := string(c.cert.Provider), c.cert.Name
 	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
+	if p.lim != nil && answered(res.Outcome) {
+		if n, changed := p.lim.observe(end, end.Sub(now), len(p.jobs) > 0); changed {
+			e.setTarget(p, n)
+		}
+	}
 	if res.Outcome != providers.QuotaExceeded {
 		j.attempts++
 	}
