@@ -309,16 +309,15 @@ type timing struct {
 func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencies []time.Duration) error {
 	for _, p := range []config.Provider{config.APNs, config.FCM} {
 		f := s.fake(p)
-		// The ceiling runs at the concurrency the dispatcher sized for this
-		// provider from the fake's stream limit (setupSystem's first send
-		// opened its connection).
+		// The ceiling runs at the most concurrent sends the dispatcher may
+		// make to this provider: its cap from the fake's stream limit
+		// (setupSystem's first send opened the connection). Below the cap
+		// the dispatcher adapts to the round trips; the rows show where.
 		workers := delivery.DefaultWorkers
-		if v, err := metricSums(ctx, http.DefaultClient, s.api.URL+"/metrics", map[string]map[string]string{
-			"impush_dispatcher_provider_workers": {"provider": string(p)},
-		}); err == nil && v["impush_dispatcher_provider_workers"] > 0 {
-			workers = int(v["impush_dispatcher_provider_workers"])
+		if v := s.workers(ctx, "impush_dispatcher_provider_max_workers", p); v > 0 {
+			workers = v
 		}
-		rep.note("delivery %s: dispatcher workers and ceiling concurrency %d", p, workers)
+		rep.note("delivery %s: dispatcher's most workers and ceiling concurrency %d", p, workers)
 		for _, lat := range latencies {
 			if err := f.admin.SetLatency(ctx, lat); err != nil {
 				return err
@@ -326,7 +325,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			section := fmt.Sprintf("delivery %s %dms", p, lat.Milliseconds())
 			base := loadJob{
 				Provider: string(p), FakeURL: f.hello.URL, FakeCA: f.hello.Certificate.CABundle,
-				DispatcherURL: s.api.URL, Token: s.api.Token, DispatcherPID: s.pid,
+				DispatcherURL: s.api.URL, Token: s.api.Token, DispatcherPID: s.pid, FakePID: f.cmd.Process.Pid,
 				UserPrefix: userPrefix(p), Users: usersPerProvider, Warmup: t.warmup, Window: t.window,
 			}
 			job := base
@@ -339,6 +338,9 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 				rep.note("%s ceiling: %d errors, e.g. %s", section, ceiling.Errors, ceiling.LastError)
 			}
 			rep.add(section, "ceiling: "+ceilingName(p)+", same concurrency", "sends/s", "", ceiling.PerSecond)
+			rep.add(section, "ceiling: client library CPU per 10k sends", "CPU s", "", tenK(ceiling.LoadCPU, ceiling))
+			rep.add(section, "ceiling: fake provider CPU per 10k sends", "CPU s", "", tenK(ceiling.FakeCPU, ceiling))
+			rep.add(section, "ceiling: machine CPU busy", "%", "", 100*ceiling.MachineBusy)
 
 			job = base
 			job.Kind, job.Recipients, job.Concurrency = jobMax, 1, 32
@@ -349,7 +351,9 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			noteErrors(rep, section+" single", single)
 			rep.add(section, "dispatcher, 1 recipient per request", "sends/s", "", single.PerSecond)
 			rep.add(section, "1 recipient: share of ceiling", "%", ">= 70", 100*single.PerSecond/ceiling.PerSecond)
-			rep.add(section, "1 recipient: dispatcher CPU per 10k notifications", "CPU s", "", perTenK(single))
+			rep.add(section, "1 recipient: dispatcher CPU per 10k notifications", "CPU s", "", tenK(single.DispatcherCPU, single))
+			cpuRows(rep, section, "1 recipient", ceiling, single)
+			rep.add(section, "1 recipient: dispatcher workers at the end", "workers", "", float64(s.workers(ctx, "impush_dispatcher_provider_workers", p)))
 
 			job = base
 			job.Kind, job.Recipients, job.Concurrency = jobMax, groupSize, 4
@@ -360,7 +364,9 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			noteErrors(rep, section+" group", group)
 			rep.add(section, "dispatcher, 500 recipients per request", "sends/s", "", group.PerSecond)
 			rep.add(section, "500 recipients: share of ceiling", "%", ">= 90", 100*group.PerSecond/ceiling.PerSecond)
-			rep.add(section, "500 recipients: dispatcher CPU per 10k deliveries", "CPU s", "", perTenK(group))
+			rep.add(section, "500 recipients: dispatcher CPU per 10k deliveries", "CPU s", "", tenK(group.DispatcherCPU, group))
+			cpuRows(rep, section, "500 recipients", ceiling, group)
+			rep.add(section, "500 recipients: dispatcher workers at the end", "workers", "", float64(s.workers(ctx, "impush_dispatcher_provider_workers", p)))
 
 			job = base
 			job.Kind, job.Recipients, job.Rate = jobRate, 1, single.PerSecond/2
@@ -371,8 +377,22 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			noteErrors(rep, section+" half load", half)
 			rep.add(section, "half load: rate offered", "notifications/s", "", job.Rate)
 			rep.add(section, "half load: sent → provider p50", "ms", "", half.Latency.P50)
-			rep.add(section, "half load: sent → provider p99", "ms", "< 5", half.Latency.P99)
+			rep.add(section, "half load: sent → provider p99", "ms", "", half.Latency.P99)
 			rep.add(section, "half load: sent → provider p99.9", "ms", "", half.Latency.P999)
+
+			// The same rate from the bare client straight to the fake: the
+			// machine's own latency, which the dispatcher adds to.
+			job = base
+			job.Kind, job.Certificate, job.Rate, job.DispatcherPID = jobCeiling, f.hello.Certificate, half.PerSecond, 0
+			bare, err := s.job(ctx, job)
+			if err != nil {
+				return err
+			}
+			noteErrors(rep, section+" half load, bare client", bare)
+			rep.add(section, "half load: bare client sent → provider p50", "ms", "", bare.Latency.P50)
+			rep.add(section, "half load: bare client sent → provider p99", "ms", "", bare.Latency.P99)
+			rep.add(section, "half load: added by the dispatcher p50", "ms", "", half.Latency.P50-bare.Latency.P50)
+			rep.add(section, "half load: added by the dispatcher p99", "ms", "< 5", half.Latency.P99-bare.Latency.P99)
 		}
 		if err := f.admin.SetLatency(ctx, 0); err != nil {
 			return err
@@ -384,6 +404,16 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 	return nil
 }
 
+// workers reads one of the dispatcher's per-provider worker gauges; 0 when
+// it cannot.
+func (s *system) workers(ctx context.Context, gauge string, p config.Provider) int {
+	v, err := metricSums(ctx, http.DefaultClient, s.api.URL+"/metrics", map[string]map[string]string{gauge: {"provider": string(p)}})
+	if err != nil {
+		return 0
+	}
+	return int(v[gauge])
+}
+
 func ceilingName(p config.Provider) string {
 	if p == config.APNs {
 		return "apns2"
@@ -391,11 +421,33 @@ func ceilingName(p config.Provider) string {
 	return "Firebase Admin SDK"
 }
 
-func perTenK(r *loadResult) float64 {
+// tenK is cpu seconds per 10,000 of r's deliveries.
+func tenK(cpu float64, r *loadResult) float64 {
 	if r.Delivered == 0 {
 		return 0
 	}
-	return r.DispatcherCPU / float64(r.Delivered) * 10000
+	return cpu / float64(r.Delivered) * 10000
+}
+
+// cpuRows adds what the machine spent per delivery through the dispatcher
+// besides the dispatcher, and the share of the ceiling the dispatcher path
+// could reach at best on this machine: the ceiling spends, per send, the
+// client library's CPU and the fake's; the dispatcher path spends the load
+// process's, the dispatcher's (which includes the client library) and the
+// fake's. If the dispatcher cost no more than the bare client library, the
+// share would be (client + fake) / (load + client + fake), with the cores
+// as busy as in the ceiling.
+func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
+	if ceiling.Delivered == 0 || r.Delivered == 0 {
+		return
+	}
+	per := func(cpu float64, x *loadResult) float64 { return cpu / float64(x.Delivered) }
+	client, fake := per(ceiling.LoadCPU, ceiling), per(ceiling.FakeCPU, ceiling)
+	load := per(r.LoadCPU, r)
+	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", 10000*load)
+	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", 10000*(per(r.DispatcherCPU, r)-client))
+	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
+	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+per(r.FakeCPU, r)))
 }
 
 func noteErrors(rep *report, what string, r *loadResult) {

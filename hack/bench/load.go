@@ -29,7 +29,8 @@ import (
 
 // Load job kinds.
 const (
-	// jobCeiling: the bare client library sends straight to the fake.
+	// jobCeiling: the bare client library sends straight to the fake, as
+	// fast as it can with Concurrency goroutines, or at Rate (open loop).
 	jobCeiling = "ceiling"
 	// jobMax: notifications to the dispatcher as fast as it accepts them.
 	jobMax = "max"
@@ -53,6 +54,8 @@ type loadJob struct {
 	DispatcherURL string `json:"dispatcherURL,omitempty"`
 	Token         string `json:"token,omitempty"`
 	DispatcherPID int    `json:"dispatcherPID,omitempty"`
+	// FakePID: the fake's process id (for its CPU time).
+	FakePID int `json:"fakePID,omitempty"`
 	// UserPrefix+%05d for 0 <= i < Users are the recipients (each with one device).
 	UserPrefix string `json:"userPrefix,omitempty"`
 	Users      int    `json:"users,omitempty"`
@@ -80,8 +83,15 @@ type loadResult struct {
 	// LastError is the text of one failure, for the report.
 	LastError string `json:"lastError,omitempty"`
 	// DispatcherCPU is the dispatcher's user+system CPU seconds in the window.
-	DispatcherCPU float64   `json:"dispatcherCPU"`
-	Latency       fakeStats `json:"latency"`
+	DispatcherCPU float64 `json:"dispatcherCPU"`
+	// LoadCPU and FakeCPU: the same for the load process itself (which is
+	// the client library in a ceiling job) and for the fake.
+	LoadCPU float64 `json:"loadCPU"`
+	FakeCPU float64 `json:"fakeCPU"`
+	// MachineBusy is the share of the machine's CPU time (all cores) that
+	// was not idle in the window, 0 to 1.
+	MachineBusy float64   `json:"machineBusy"`
+	Latency     fakeStats `json:"latency"`
 	// Bound lists the users whose binding the dispatcher confirmed (bind jobs).
 	Bound []string `json:"bound,omitempty"`
 	// Late counts open-loop sends that started more than 10 ms late.
@@ -128,12 +138,14 @@ func TokenOf(provider string, i int) string {
 // window runs work (already running) through warm-up and the window,
 // sampling the fake's count and the dispatcher's CPU at both ends.
 type window struct {
-	fake *fakeClient
-	pid  int
-
-	start, end       time.Time
-	before, after    fakeStats
-	cpuBefore, cpuAt float64
+	fake          *fakeClient
+	pid, fakePID  int
+	start, end    time.Time
+	before, after fakeStats
+	// CPU seconds at the start: dispatcher, this process, the fake; and the
+	// machine's busy and total time.
+	cpu0, self0, fake0 float64
+	busy0, total0      float64
 }
 
 func (w *window) begin(ctx context.Context) error {
@@ -147,18 +159,28 @@ func (w *window) begin(ctx context.Context) error {
 		}
 		w.before = st
 	}
-	if w.pid > 0 {
-		w.cpuBefore, _ = cpuSeconds(w.pid)
-	}
+	w.cpu0, w.self0, w.fake0 = cpuOf(w.pid), cpuOf(os.Getpid()), cpuOf(w.fakePID)
+	w.busy0, w.total0, _ = machineCPU()
 	w.start = time.Now()
 	return nil
 }
 
+// cpuOf is cpuSeconds, 0 for no process (pid 0) or an unreadable one.
+func cpuOf(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	s, _ := cpuSeconds(pid)
+	return s
+}
+
 func (w *window) finish(ctx context.Context, res *loadResult) error {
 	w.end = time.Now()
-	if w.pid > 0 {
-		w.cpuAt, _ = cpuSeconds(w.pid)
-		res.DispatcherCPU = w.cpuAt - w.cpuBefore
+	res.DispatcherCPU = cpuOf(w.pid) - w.cpu0
+	res.LoadCPU = cpuOf(os.Getpid()) - w.self0
+	res.FakeCPU = cpuOf(w.fakePID) - w.fake0
+	if busy, total, err := machineCPU(); err == nil && total > w.total0 {
+		res.MachineBusy = (busy - w.busy0) / (total - w.total0)
 	}
 	if w.fake != nil {
 		st, err := w.fake.Stats(ctx)
@@ -185,7 +207,7 @@ func fakeAdmin(job loadJob) (*fakeClient, error) {
 // measure runs the workers (each loops until stop is closed) through the
 // warm-up and the window, then stops them.
 func measure(ctx context.Context, job loadJob, workers int, loop func(stop <-chan struct{}, counting *atomic.Bool), res *loadResult) error {
-	w := &window{pid: job.DispatcherPID}
+	w := &window{pid: job.DispatcherPID, fakePID: job.FakePID}
 	if job.FakeURL != "" {
 		f, err := fakeAdmin(job)
 		if err != nil {
@@ -215,8 +237,8 @@ func measure(ctx context.Context, job loadJob, workers int, loop func(stop <-cha
 	return err
 }
 
-// runCeiling sends straight to the fake with the bare client library and
-// job.Concurrency goroutines.
+// runCeiling sends straight to the fake with the bare client library:
+// closed loop with job.Concurrency goroutines, or open loop at job.Rate.
 func runCeiling(ctx context.Context, job loadJob) (*loadResult, error) {
 	send, err := ceilingSender(job)
 	if err != nil {
@@ -226,27 +248,76 @@ func runCeiling(ctx context.Context, job loadJob) (*loadResult, error) {
 	var (
 		next   atomic.Int64
 		errs   atomic.Int64
+		late   atomic.Int64
 		lastMu sync.Mutex
 	)
-	loop := func(stop <-chan struct{}, counting *atomic.Bool) {
+	one := func(counting *atomic.Bool) {
+		i := int(next.Add(1)) % job.Users
+		if err := send(ctx, i); err != nil && counting.Load() {
+			errs.Add(1)
+			lastMu.Lock()
+			res.LastError = err.Error()
+			lastMu.Unlock()
+		}
+	}
+	workers, loop := job.Concurrency, closedLoop(one)
+	if job.Rate > 0 {
+		workers, loop = 1, openLoop(job.Rate, 512, &late, one)
+	}
+	err = measure(ctx, job, workers, loop, res)
+	res.Errors, res.Late = errs.Load(), late.Load()
+	return res, err
+}
+
+// closedLoop is a worker loop calling send back to back until stopped.
+func closedLoop(send func(counting *atomic.Bool)) func(stop <-chan struct{}, counting *atomic.Bool) {
+	return func(stop <-chan struct{}, counting *atomic.Bool) {
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			i := int(next.Add(1)) % job.Users
-			if err := send(ctx, i); err != nil && counting.Load() {
-				errs.Add(1)
-				lastMu.Lock()
-				res.LastError = err.Error()
-				lastMu.Unlock()
-			}
+			send(counting)
 		}
 	}
-	err = measure(ctx, job, job.Concurrency, loop, res)
-	res.Errors = errs.Load()
-	return res, err
+}
+
+// openLoop is a pacer calling send rate times a second, each in its own
+// goroutine (at most inFlight at once), whether or not earlier ones
+// returned. Calls that start more than 10 ms late while counting are added
+// to late.
+func openLoop(rate float64, inFlight int, late *atomic.Int64, send func(counting *atomic.Bool)) func(stop <-chan struct{}, counting *atomic.Bool) {
+	return func(stop <-chan struct{}, counting *atomic.Bool) {
+		interval := time.Duration(float64(time.Second) / rate)
+		sem := make(chan struct{}, inFlight)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		start := time.Now()
+		for i := 0; ; i++ {
+			due := start.Add(time.Duration(i) * interval)
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-stop:
+					return
+				case <-time.After(d):
+				}
+			} else if d < -10*time.Millisecond && counting.Load() {
+				late.Add(1)
+			}
+			select {
+			case <-stop:
+				return
+			case sem <- struct{}{}:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				send(counting)
+			}()
+		}
+	}
 }
 
 // ceilingSender returns a function sending one notification to benchmark
@@ -445,50 +516,9 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 		}
 	}
 	if job.Kind == jobMax {
-		workers = job.Concurrency
-		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				post(counting)
-			}
-		}
+		workers, loop = job.Concurrency, closedLoop(post)
 	} else {
-		// One pacer; each send runs in its own goroutine, at most 512 at once.
-		workers = 1
-		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
-			interval := time.Duration(float64(time.Second) / job.Rate)
-			sem := make(chan struct{}, 512)
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			start := time.Now()
-			for i := 0; ; i++ {
-				due := start.Add(time.Duration(i) * interval)
-				if d := time.Until(due); d > 0 {
-					select {
-					case <-stop:
-						return
-					case <-time.After(d):
-					}
-				} else if d < -10*time.Millisecond && counting.Load() {
-					late.Add(1)
-				}
-				select {
-				case <-stop:
-					return
-				case sem <- struct{}{}:
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					post(counting)
-				}()
-			}
-		}
+		workers, loop = 1, openLoop(job.Rate, 512, &late, post)
 	}
 	err := measure(ctx, job, workers, loop, res)
 	res.Requests, res.Refused, res.Errors, res.Late = requests.Load(), refused.Load(), errs.Load(), late.Load()
@@ -542,34 +572,12 @@ func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
 		loop    func(stop <-chan struct{}, counting *atomic.Bool)
 	)
 	if job.Rate <= 0 {
-		workers = job.Concurrency
-		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				bind(counting)
-			}
-		}
+		workers, loop = job.Concurrency, closedLoop(bind)
 	} else {
-		workers = 1
-		loop = func(stop <-chan struct{}, counting *atomic.Bool) {
-			interval := time.Duration(float64(time.Second) / job.Rate)
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			start := time.Now()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Until(start.Add(time.Duration(i) * interval))):
-				}
-				wg.Add(1)
-				go func() { defer wg.Done(); bind(counting) }()
-			}
-		}
+		// Unbounded in practice: binds wait for the store's write budget,
+		// and the offered rate must not drop while they do.
+		var late atomic.Int64
+		workers, loop = 1, openLoop(job.Rate, 1<<20, &late, bind)
 	}
 	err := measure(ctx, job, workers, loop, res)
 	res.Requests, res.Errors = reqs.Load(), errs.Load()

@@ -39,6 +39,32 @@ func cpuSeconds(pid int) (float64, error) {
 	return (utime + stime) / clockTicks, nil
 }
 
+// machineCPU is the machine's busy and total CPU time so far, all cores,
+// in USER_HZ ticks: the first line of /proc/stat, idle and iowait not busy.
+func machineCPU() (busy, total float64, err error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("unexpected /proc/stat")
+	}
+	// user nice system idle iowait irq softirq steal (guest time is in user).
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("unexpected /proc/stat")
+		}
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
 // peakRSS is a process's peak resident set size (VmHWM) in bytes.
 func peakRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
