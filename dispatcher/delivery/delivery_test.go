@@ -994,7 +994,7 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 	var slow atomic.Bool
 	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
 		if slow.Load() {
-			h.clock.Advance(50 * time.Millisecond)
+			h.clock.Advance(10 * time.Millisecond)
 		}
 		return delivered
 	})}
@@ -1011,12 +1011,12 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 		t.Fatalf("workers after the first answer %v, want the stream limit 250", got)
 	}
 	slow.Store(true)
-	for i := range 200 {
+	for i := range 400 {
 		u := fmt.Sprintf("u%03d", i)
 		h.bind(u, "phone", "hw", "tok-"+u)
 		h.submit(notification("n-"+u, u))
 	}
-	for i := range 200 {
+	for i := range 400 {
 		if st := h.wait(fmt.Sprintf("n-u%03d", i)); st.Outcomes[0].State != Delivered {
 			t.Fatalf("n-u%03d: %+v", i, st.Outcomes[0])
 		}

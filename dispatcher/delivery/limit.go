@@ -13,16 +13,19 @@ import (
 // waiting, it allows more; once the mean rises past that, sends are queueing
 // somewhere (this process's CPU, the connection, the provider) and more of
 // them at once only adds goroutines, buffers and latency, so it allows
-// fewer, never below floor.
+// fewer, never below floor. Under a backlog (half the queue waiting for this
+// provider) it allows more whatever the round trips say: the notifications
+// are late already, and only throughput drains them.
 //
 // Measured on the bench (docs/performance.md): with every send allowed up
-// to the 1000-stream cap, a CPU-bound dispatcher held 1000 sends in flight,
-// which cost about 25 MiB of stacks and buffers and raised the tail latency
-// without sending more. A floor of 64 was tried: on 2 busy cores the round
-// trips to a 20 ms provider doubled from local CPU queueing alone, the limit
-// fell to 64 and capped the rate at 3,200 sends/s, so the floor is
-// DefaultMinWorkers. With a far provider and spare CPU the limit grows to
-// the cap.
+// to the 1000-stream cap, a CPU-bound dispatcher at half load held far more
+// sends in flight than it needed, which cost stacks and buffers and raised
+// the tail latency. Round trips alone cannot tell this process's CPU
+// queueing from the provider's: on 2 busy cores the round trips to a 20 ms
+// provider doubled from local CPU queueing, the limit stayed at its floor
+// with the queue full, and fewer notifications were sent than with 1000 at
+// once; hence the backlog rule. A floor of 64 capped a 20 ms provider at
+// 3,200 sends/s, hence DefaultMinWorkers.
 type limiter struct {
 	mu sync.Mutex
 	// limit is the current allowance: min(floor, cap) <= limit <= cap.
@@ -33,10 +36,10 @@ type limiter struct {
 	minCur, minPrev time.Duration
 	windowStart     time.Time
 	// The round being measured: the sum and number of its round trips,
-	// and whether sends were waiting during it.
-	sum     time.Duration
-	n       int
-	waiting bool
+	// whether sends were waiting during it, and whether a backlog was.
+	sum              time.Duration
+	n                int
+	waiting, backlog bool
 }
 
 const (
@@ -47,8 +50,9 @@ const (
 	// under a millisecond (a provider in the same cluster, the fakes).
 	latencySlack = time.Millisecond
 	minRTTWindow = 10 * time.Second
-	// roundMin: a round is at least this many answers, and a quarter of
-	// the limit, so one slow answer does not move the limit.
+	// roundMin: a round is at least this many answers, and as many as the
+	// limit (about one round trip of every worker), so one slow answer or a
+	// collector pause does not move the limit.
 	roundMin = 16
 	// decrease is the factor a slow round multiplies the limit by.
 	decrease = 0.9
@@ -72,6 +76,9 @@ func (l *limiter) setCap(c int) int {
 	return int(l.limit)
 }
 
+// roundSize is the number of answers a round averages at limit.
+func roundSize(limit int) int { return max(roundMin, limit) }
+
 // current is the limit now.
 func (l *limiter) current() int {
 	l.mu.Lock()
@@ -79,10 +86,10 @@ func (l *limiter) current() int {
 	return int(l.limit)
 }
 
-// observe records one answer's round trip, and whether sends were waiting
-// for a worker when it came; at the end of a round it returns the new limit
-// and whether it changed.
-func (l *limiter) observe(now time.Time, rtt time.Duration, waiting bool) (int, bool) {
+// observe records one answer's round trip, and how many sends were waiting
+// for a worker when it came, of at most capacity; at the end of a round it
+// returns the new limit and whether it changed.
+func (l *limiter) observe(now time.Time, rtt time.Duration, queued, capacity int) (int, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.windowStart) >= minRTTWindow {
@@ -92,8 +99,9 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, waiting bool) (int, 
 	}
 	l.sum += rtt
 	l.n++
-	l.waiting = l.waiting || waiting
-	if l.n < max(roundMin, int(l.limit)/4) {
+	l.waiting = l.waiting || queued > 0
+	l.backlog = l.backlog || 2*queued >= capacity
+	if l.n < roundSize(int(l.limit)) {
 		return int(l.limit), false
 	}
 	mean := l.sum / time.Duration(l.n)
@@ -103,11 +111,11 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, waiting bool) (int, 
 	}
 	old := int(l.limit)
 	switch {
-	case mean > latencyTolerance*base+latencySlack:
+	case !l.backlog && mean > latencyTolerance*base+latencySlack:
 		l.limit = max(min(l.floor, l.cap), l.limit*decrease)
-	case l.waiting:
+	case l.backlog || l.waiting:
 		l.limit = min(l.cap, l.limit+max(1, math.Sqrt(l.limit)))
 	}
-	l.sum, l.n, l.waiting = 0, 0, false
+	l.sum, l.n, l.waiting, l.backlog = 0, 0, false, false
 	return int(l.limit), int(l.limit) != old
 }

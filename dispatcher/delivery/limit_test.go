@@ -5,14 +5,18 @@ import (
 	"time"
 )
 
-// rounds feeds the limiter n rounds of answers that all took rtt, starting
-// at *now and one millisecond apart, and returns the limit after them.
-func rounds(l *limiter, now *time.Time, n int, rtt time.Duration, waiting bool) int {
+// testQueue is the queue capacity the tests' answers report.
+const testQueue = 100
+
+// rounds feeds the limiter n rounds of answers that all took rtt and saw
+// queued sends waiting, starting at *now and 100 µs apart, and returns the
+// limit after them.
+func rounds(l *limiter, now *time.Time, n int, rtt time.Duration, queued int) int {
 	limit := l.current()
 	for range n {
-		for size := max(roundMin, limit/4); size > 0; size-- {
-			*now = now.Add(time.Millisecond)
-			limit, _ = l.observe(*now, rtt, waiting)
+		for size := roundSize(limit); size > 0; size-- {
+			*now = now.Add(100 * time.Microsecond)
+			limit, _ = l.observe(*now, rtt, queued, testQueue)
 		}
 	}
 	return limit
@@ -25,7 +29,7 @@ func TestLimiterStartsAtTheCap(t *testing.T) {
 	}
 	now := t0
 	// Steady round trips and nobody waiting: nothing to change.
-	if got := rounds(l, &now, 10, 20*time.Millisecond, false); got != 1000 {
+	if got := rounds(l, &now, 10, 20*time.Millisecond, 0); got != 1000 {
 		t.Fatalf("limit with steady round trips %d, want 1000", got)
 	}
 	// A lower cap clamps the limit.
@@ -38,18 +42,37 @@ func TestLimiterShrinksWhenRoundTripsQueue(t *testing.T) {
 	l := newLimiter(64, 64)
 	l.setCap(1000)
 	now := t0
-	rounds(l, &now, 1, 20*time.Millisecond, true)
+	rounds(l, &now, 1, 20*time.Millisecond, 1)
 	// Twice the baseline plus the slack is still fine...
-	if got := rounds(l, &now, 5, 40*time.Millisecond, true); got != 1000 {
+	if got := rounds(l, &now, 5, 40*time.Millisecond, 1); got != 1000 {
 		t.Fatalf("limit at twice the baseline %d, want 1000", got)
 	}
 	// ...more is queueing: the limit falls by a tenth per round.
-	if got := rounds(l, &now, 1, 60*time.Millisecond, true); got != 900 {
+	if got := rounds(l, &now, 1, 60*time.Millisecond, 1); got != 900 {
 		t.Fatalf("limit after one slow round %d, want 900", got)
 	}
 	// Never below the floor, however slow.
-	if got := rounds(l, &now, 100, time.Second, true); got != 64 {
+	if got := rounds(l, &now, 100, time.Second, 1); got != 64 {
 		t.Fatalf("limit after many slow rounds %d, want the floor 64", got)
+	}
+}
+
+// Under a backlog the limit grows however slow the answers: the round trips
+// may be this process's own CPU queueing, and only throughput drains it.
+func TestLimiterGrowsUnderABacklog(t *testing.T) {
+	l := newLimiter(64, 64)
+	l.setCap(1000)
+	now := t0
+	rounds(l, &now, 1, 20*time.Millisecond, 1)
+	low := rounds(l, &now, 30, 100*time.Millisecond, testQueue/2-1)
+	if low >= 1000 {
+		t.Fatalf("limit did not fall with slow answers and less than half the queue waiting: %d", low)
+	}
+	if got := rounds(l, &now, 1, 100*time.Millisecond, testQueue/2); got <= low {
+		t.Fatalf("limit after a slow round with half the queue waiting %d, want more than %d", got, low)
+	}
+	if got := rounds(l, &now, 200, 100*time.Millisecond, testQueue); got != 1000 {
+		t.Fatalf("limit after slow rounds with a full queue %d, want the cap 1000", got)
 	}
 }
 
@@ -57,17 +80,17 @@ func TestLimiterGrowsOnlyWhileSendsWait(t *testing.T) {
 	l := newLimiter(64, 64)
 	l.setCap(500)
 	now := t0
-	rounds(l, &now, 1, time.Millisecond, true)
-	low := rounds(l, &now, 40, 50*time.Millisecond, true)
+	rounds(l, &now, 1, time.Millisecond, 1)
+	low := rounds(l, &now, 40, 50*time.Millisecond, 1)
 	if low >= 500 {
 		t.Fatalf("limit did not fall: %d", low)
 	}
 	// Fast again, but nothing waits for a worker: no reason to grow.
-	if got := rounds(l, &now, 10, time.Millisecond, false); got != low {
+	if got := rounds(l, &now, 10, time.Millisecond, 0); got != low {
 		t.Fatalf("limit grew to %d without waiting sends, want %d", got, low)
 	}
 	// Sends waiting: it grows back, up to the cap and no further.
-	if got := rounds(l, &now, 200, time.Millisecond, true); got != 500 {
+	if got := rounds(l, &now, 200, time.Millisecond, 1); got != 500 {
 		t.Fatalf("limit after fast rounds with waiting sends %d, want the cap 500", got)
 	}
 }
@@ -78,15 +101,15 @@ func TestLimiterFollowsASlowerProvider(t *testing.T) {
 	l := newLimiter(64, 64)
 	l.setCap(1000)
 	now := t0
-	rounds(l, &now, 1, time.Millisecond, true)
-	rounds(l, &now, 30, 100*time.Millisecond, true)
+	rounds(l, &now, 1, time.Millisecond, 1)
+	rounds(l, &now, 30, 100*time.Millisecond, 1)
 	if got := l.current(); got > 100 {
 		t.Fatalf("limit %d after the provider slowed down, want it lowered", got)
 	}
 	now = now.Add(2 * minRTTWindow)
-	rounds(l, &now, 1, 100*time.Millisecond, true)
+	rounds(l, &now, 1, 100*time.Millisecond, 1)
 	now = now.Add(minRTTWindow)
-	if got := rounds(l, &now, 300, 100*time.Millisecond, true); got != 1000 {
+	if got := rounds(l, &now, 300, 100*time.Millisecond, 1); got != 1000 {
 		t.Fatalf("limit %d at the provider's new steady round trip, want the cap 1000", got)
 	}
 }
@@ -98,7 +121,7 @@ func TestLimiterCapBelowFloor(t *testing.T) {
 		t.Fatalf("limit %d, want the cap 10", got)
 	}
 	now := t0
-	if got := rounds(l, &now, 20, time.Second, true); got != 10 {
+	if got := rounds(l, &now, 20, time.Second, 1); got != 10 {
 		t.Fatalf("limit %d after slow rounds, want the cap 10", got)
 	}
 }
