@@ -60,6 +60,25 @@ func (c *TokenCache) Invalidate(token string) {
 	}
 }
 
+// Send calls send with the cached token. When the vendor rejects the token
+// (expired, or revoked before its expiry), the token is dropped, a new one
+// fetched and send called once more; rejected then reports that the new one
+// was rejected too (and it is dropped as well). authFailed turns a failed
+// fetch into the send's result.
+func (c *TokenCache) Send(ctx context.Context, authFailed func(error) Result, send func(token string) (res Result, rejected bool)) (res Result, rejected bool) {
+	for attempt := 0; attempt < 2; attempt++ {
+		token, err := c.Get(ctx)
+		if err != nil {
+			return authFailed(err), false
+		}
+		if res, rejected = send(token); !rejected {
+			return res, false
+		}
+		c.Invalidate(token)
+	}
+	return res, true
+}
+
 // Reply is a provider's HTTP answer, body read in full.
 type Reply struct {
 	Status int

@@ -132,21 +132,18 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 	if err != nil {
 		return providers.Result{Outcome: providers.BadMessage, Reason: "encode", Err: err}
 	}
-	res, expired := c.send(ctx, body, m.Token)
+	res, expired := c.tokens.Send(ctx, providers.AuthResult, func(access string) (providers.Result, bool) {
+		return c.send(ctx, body, m.Token, access)
+	})
 	if expired {
-		res, expired = c.send(ctx, body, m.Token)
-		if expired {
-			res.Outcome = providers.BadCredentials
-		}
+		res.Outcome = providers.BadCredentials
 	}
 	return res
 }
 
-func (c *client) send(ctx context.Context, body *request, token string) (providers.Result, bool) {
-	access, err := c.tokens.Get(ctx)
-	if err != nil {
-		return providers.AuthResult(err), false
-	}
+// send makes one attempt with the access token; expired reports an
+// authentication answer.
+func (c *client) send(ctx context.Context, body *request, token, access string) (providers.Result, bool) {
 	header := http.Header{
 		"Authorization": {"Bearer " + access},
 		"Timestamp":     {strconv.FormatInt(c.now().UnixMilli(), 10)},
@@ -155,11 +152,7 @@ func (c *client) send(ctx context.Context, body *request, token string) (provide
 	if err != nil {
 		return providers.TransportResult(err), false
 	}
-	res, expired := classify(reply, token, c.now())
-	if expired {
-		c.tokens.Invalidate(access)
-	}
-	return res, expired
+	return classify(reply, token, c.now())
 }
 
 type answer struct {

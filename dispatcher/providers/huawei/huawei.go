@@ -145,33 +145,24 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 	if err != nil {
 		return providers.Result{Outcome: providers.BadMessage, Reason: "encode", Err: err}
 	}
-	res, expired := c.send(ctx, body, m.Token)
+	res, expired := c.tokens.Send(ctx, providers.AuthResult, func(access string) (providers.Result, bool) {
+		return c.send(ctx, body, m.Token, access)
+	})
 	if expired {
-		res, expired = c.send(ctx, body, m.Token)
-		if expired {
-			res.Outcome = providers.BadCredentials
-		}
+		res.Outcome = providers.BadCredentials
 	}
 	return res
 }
 
-// send makes one attempt; expired reports an expired access token, which has
-// then been dropped from the cache.
-func (c *client) send(ctx context.Context, body *request, token string) (providers.Result, bool) {
-	access, err := c.tokens.Get(ctx)
-	if err != nil {
-		return providers.AuthResult(err), false
-	}
+// send makes one attempt with the access token; expired reports that Push
+// Kit called it expired.
+func (c *client) send(ctx context.Context, body *request, token, access string) (providers.Result, bool) {
 	reply, err := providers.PostJSON(ctx, c.http, c.sendURL, body, http.Header{"Authorization": {"Bearer " + access}})
 	if err != nil {
 		return providers.TransportResult(err), false
 	}
 	res := classify(reply, token, c.now())
-	if res.Reason == CodeTokenExpired || res.Reason == CodeJWTExpired {
-		c.tokens.Invalidate(access)
-		return res, true
-	}
-	return res, false
+	return res, res.Reason == CodeTokenExpired || res.Reason == CodeJWTExpired
 }
 
 // answer is Push Kit's reply body; code is a string.

@@ -236,21 +236,10 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 		return *bad
 	}
 	base := c.baseURL(m.Token)
-	tokens := c.tokens[base]
-	token, err := tokens.Get(ctx)
-	if err != nil {
-		return c.authResult(err)
-	}
-	res, rejected := c.unicast(ctx, base, token, body)
-	if !rejected {
-		return res
-	}
-	// The token expired or was revoked early: fetch a new one and try once more.
-	tokens.Invalidate(token)
-	if token, err = tokens.Get(ctx); err != nil {
-		return c.authResult(err)
-	}
-	res, _ = c.unicast(ctx, base, token, body)
+	// A rejected token is replaced and the send tried once more.
+	res, _ := c.tokens[base].Send(ctx, c.authResult, func(token string) (providers.Result, bool) {
+		return c.unicast(ctx, base, token, body)
+	})
 	return res
 }
 

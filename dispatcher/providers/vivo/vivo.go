@@ -211,21 +211,11 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 	if bad != nil {
 		return *bad
 	}
-	token, err := c.tokens.Get(ctx)
-	if err != nil {
-		return c.authResult(err)
-	}
-	res, rejected := c.send(ctx, token, req)
-	if !rejected {
-		return res
-	}
-	// The token expired or was revoked early: fetch a new one and try once
-	// more. The requestId is unchanged, so vivo dedupes if both got through.
-	c.tokens.Invalidate(token)
-	if token, err = c.tokens.Get(ctx); err != nil {
-		return c.authResult(err)
-	}
-	res, _ = c.send(ctx, token, req)
+	// A rejected token is replaced and the send tried once more. The
+	// requestId is unchanged, so vivo dedupes if both got through.
+	res, _ := c.tokens.Send(ctx, c.authResult, func(token string) (providers.Result, bool) {
+		return c.send(ctx, token, req)
+	})
 	return res
 }
 
