@@ -79,6 +79,25 @@ func (c *TokenCache) Send(ctx context.Context, authFailed func(error) Result, se
 	return res, true
 }
 
+// StatusResult classifies a vendor reply that carries none of the vendor's
+// own answer envelope (a gateway's or load balancer's page) by its HTTP
+// status: 401/403 are the credential, other 4xx but 408 and 429 the
+// request, and the rest (5xx, 408, 429, a 2xx that could not be read)
+// transient. vivo documents a 500 as "retry"; OPPO and Meizu document none.
+func StatusResult(r *Reply, now time.Time, err error) Result {
+	res := Result{Reason: fmt.Sprintf("HTTP %d", r.Status), Err: err}
+	switch {
+	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:
+		res.Outcome = BadCredentials
+	case r.Status >= 400 && r.Status < 500 && r.Status != http.StatusTooManyRequests && r.Status != http.StatusRequestTimeout:
+		res.Outcome = BadMessage
+	default:
+		res.Outcome = Retry
+		res.RetryAfter = ParseRetryAfter(r.Header, now)
+	}
+	return res
+}
+
 // Reply is a provider's HTTP answer, body read in full.
 type Reply struct {
 	Status int

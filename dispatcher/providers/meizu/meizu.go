@@ -196,7 +196,7 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 		if err == nil {
 			err = errors.New("answer has no code")
 		}
-		return statusResult(reply, c.now(), err)
+		return providers.StatusResult(reply, c.now(), err)
 	}
 	code := ans.Code.String()
 	if code != "200" {
@@ -290,22 +290,6 @@ func (c *client) codeResult(code string, h http.Header) providers.Result {
 		// 1005/110004/110032 (bad parameters), 110053 (pass-through limit)
 		// and any code Meizu added since: Meizu refused the request itself.
 		res.Outcome = providers.BadMessage
-	}
-	return res
-}
-
-// statusResult classifies a reply without Meizu's envelope by its HTTP status.
-func statusResult(r *providers.Reply, now time.Time, err error) providers.Result {
-	res := providers.Result{Reason: fmt.Sprintf("HTTP %d", r.Status), Err: err}
-	switch {
-	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:
-		res.Outcome = providers.BadCredentials
-	case r.Status >= 400 && r.Status < 500 && r.Status != http.StatusTooManyRequests && r.Status != http.StatusRequestTimeout:
-		res.Outcome = providers.BadMessage
-	default:
-		// 5xx, 429, 408, or a 2xx we could not read: transient.
-		res.Outcome = providers.Retry
-		res.RetryAfter = providers.ParseRetryAfter(r.Header, now)
 	}
 	return res
 }

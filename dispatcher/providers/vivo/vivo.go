@@ -226,7 +226,7 @@ func (c *client) send(ctx context.Context, token string, req *sendRequest) (res 
 	}
 	ans, err := decode(reply)
 	if err != nil {
-		return statusResult(reply, c.now(), err), false
+		return providers.StatusResult(reply, c.now(), err), false
 	}
 	if *ans.Result == codeOK && ans.InvalidUser != nil {
 		return invalidUserResult(ans.InvalidUser.Status), false
@@ -356,24 +356,7 @@ func (c *client) authResult(err error) providers.Result {
 		res.Err = err
 		return res
 	case errors.As(err, &se):
-		return statusResult(se.reply, c.now(), err)
+		return providers.StatusResult(se.reply, c.now(), err)
 	}
 	return providers.TransportResult(err)
-}
-
-// statusResult classifies a reply without vivo's envelope by its HTTP status.
-func statusResult(r *providers.Reply, now time.Time, err error) providers.Result {
-	res := providers.Result{Reason: fmt.Sprintf("HTTP %d", r.Status), Err: err}
-	switch {
-	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:
-		res.Outcome = providers.BadCredentials
-	case r.Status >= 400 && r.Status < 500 && r.Status != http.StatusTooManyRequests && r.Status != http.StatusRequestTimeout:
-		res.Outcome = providers.BadMessage
-	default:
-		// 500 (vivo's table says retry), other 5xx, 429, 408, or a 2xx we
-		// could not read: transient.
-		res.Outcome = providers.Retry
-		res.RetryAfter = providers.ParseRetryAfter(r.Header, now)
-	}
-	return res
 }
