@@ -379,8 +379,7 @@ func (e *Engine) ensurePool(p config.Provider) {
 	n := DefaultWorkers
 	if pl.fixed > 0 {
 		n = pl.fixed
-	}
-	if pl.fixed == 0 {
+	} else {
 		pl.lim = newLimiter(DefaultMinWorkers, n)
 	}
 	pl.target.Store(int32(n))

@@ -38,11 +38,18 @@ func TestLimiterStartsAtTheCap(t *testing.T) {
 	}
 }
 
-func TestLimiterShrinksWhenRoundTripsQueue(t *testing.T) {
+// started is a limiter with floor 64 capped at c, after one round of base
+// round trips with a send waiting, and the time after that round.
+func started(c int, base time.Duration) (*limiter, time.Time) {
 	l := newLimiter(64, 64)
-	l.setCap(1000)
+	l.setCap(c)
 	now := t0
-	rounds(l, &now, 1, 20*time.Millisecond, 1)
+	rounds(l, &now, 1, base, 1)
+	return l, now
+}
+
+func TestLimiterShrinksWhenRoundTripsQueue(t *testing.T) {
+	l, now := started(1000, 20*time.Millisecond)
 	// Twice the baseline plus the slack is still fine...
 	if got := rounds(l, &now, 5, 40*time.Millisecond, 1); got != 1000 {
 		t.Fatalf("limit at twice the baseline %d, want 1000", got)
@@ -60,10 +67,7 @@ func TestLimiterShrinksWhenRoundTripsQueue(t *testing.T) {
 // Under a backlog the limit grows however slow the answers: the round trips
 // may be this process's own CPU queueing, and only throughput drains it.
 func TestLimiterGrowsUnderABacklog(t *testing.T) {
-	l := newLimiter(64, 64)
-	l.setCap(1000)
-	now := t0
-	rounds(l, &now, 1, 20*time.Millisecond, 1)
+	l, now := started(1000, 20*time.Millisecond)
 	low := rounds(l, &now, 30, 100*time.Millisecond, testQueue/2-1)
 	if low >= 1000 {
 		t.Fatalf("limit did not fall with slow answers and less than half the queue waiting: %d", low)
@@ -77,10 +81,7 @@ func TestLimiterGrowsUnderABacklog(t *testing.T) {
 }
 
 func TestLimiterGrowsOnlyWhileSendsWait(t *testing.T) {
-	l := newLimiter(64, 64)
-	l.setCap(500)
-	now := t0
-	rounds(l, &now, 1, time.Millisecond, 1)
+	l, now := started(500, time.Millisecond)
 	low := rounds(l, &now, 40, 50*time.Millisecond, 1)
 	if low >= 500 {
 		t.Fatalf("limit did not fall: %d", low)
@@ -98,10 +99,7 @@ func TestLimiterGrowsOnlyWhileSendsWait(t *testing.T) {
 // A provider that became slower for good sets the baseline within two
 // windows, and the limit grows again at its new round trip.
 func TestLimiterFollowsASlowerProvider(t *testing.T) {
-	l := newLimiter(64, 64)
-	l.setCap(1000)
-	now := t0
-	rounds(l, &now, 1, time.Millisecond, 1)
+	l, now := started(1000, time.Millisecond)
 	rounds(l, &now, 30, 100*time.Millisecond, 1)
 	if got := l.current(); got > 100 {
 		t.Fatalf("limit %d after the provider slowed down, want it lowered", got)

@@ -441,13 +441,12 @@ func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
 	if ceiling.Delivered == 0 || r.Delivered == 0 {
 		return
 	}
-	per := func(cpu float64, x *loadResult) float64 { return cpu / float64(x.Delivered) }
-	client, fake := per(ceiling.LoadCPU, ceiling), per(ceiling.FakeCPU, ceiling)
-	load := per(r.LoadCPU, r)
-	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", 10000*load)
-	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", 10000*(per(r.DispatcherCPU, r)-client))
+	client, fake := tenK(ceiling.LoadCPU, ceiling), tenK(ceiling.FakeCPU, ceiling)
+	load := tenK(r.LoadCPU, r)
+	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", load)
+	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", tenK(r.DispatcherCPU, r)-client)
 	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
-	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+per(r.FakeCPU, r)))
+	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+tenK(r.FakeCPU, r)))
 }
 
 func noteErrors(rep *report, what string, r *loadResult) {
