@@ -88,8 +88,9 @@
 // impush_dispatcher_queue_depth, impush_dispatcher_credential_paused{certificate},
 // impush_dispatcher_credential_suspect{certificate},
 // impush_dispatcher_tokens_removed_total{provider,certificate},
-// impush_dispatcher_binding_failures_total{provider,certificate,reason} and
-// impush_dispatcher_provider_call_duration_seconds{provider,certificate,outcome}.
+// impush_dispatcher_binding_failures_total{provider,certificate,reason},
+// impush_dispatcher_provider_call_duration_seconds{provider,certificate,outcome}
+// and impush_dispatcher_queue_wait_seconds{provider} (acceptance to first call).
 //
 // Outcomes stay queryable for at least IdempotencyWindow after acceptance
 // (longer while still pending) and at most IdempotencyMax notifications are

@@ -370,6 +370,10 @@ func TestRetryAfterThenSuccess(t *testing.T) {
 	if got := h.metric("impush_dispatcher_retries_total", map[string]string{"certificate": "hw"}); got != 1 {
 		t.Errorf("retries %v", got)
 	}
+	// Two calls, one delivery: the queue wait is its first call's only.
+	if got := h.metric("impush_dispatcher_queue_wait_seconds", map[string]string{"provider": "Huawei"}); got != 1 {
+		t.Errorf("queue wait observations %v, want 1", got)
+	}
 	h.drain(context.Background())
 }
 

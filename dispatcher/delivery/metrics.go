@@ -17,6 +17,7 @@ type metrics struct {
 	suspect            *prometheus.GaugeVec
 	tokensRemoved      *prometheus.CounterVec
 	callDuration       *prometheus.HistogramVec
+	queueWait          *prometheus.HistogramVec
 	workers            *prometheus.GaugeVec
 	maxWorkers         *prometheus.GaugeVec
 }
@@ -68,6 +69,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of one provider call (one attempt), by the outcome of its answer.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"provider", "certificate", "outcome"}),
+		// Finer than DefBuckets at the low end: a healthy queue waits
+		// well under a millisecond.
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "impush_dispatcher_queue_wait_seconds",
+			Help:    "Time from a notification's acceptance to the start of each delivery's first provider call (store read, policy, queue).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
+		}, []string{"provider"}),
 		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "impush_dispatcher_provider_workers",
 			Help: "Concurrent sends allowed per provider now: adapted to the provider's round-trip times, at most impush_dispatcher_provider_max_workers.",
@@ -78,6 +86,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"provider"}),
 	}
 	reg.MustRegister(m.workers, m.maxWorkers, m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
-		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration)
+		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration, m.queueWait)
 	return m
 }

@@ -26,6 +26,8 @@ type job struct {
 	attempts int
 	// reserved: the rate limiter already granted this job's next send.
 	reserved bool
+	// called: a provider call was made for this job (queue wait observed).
+	called bool
 }
 
 func (j *job) binding() policy.Binding { return j.bindings[j.bi] }
@@ -195,6 +197,10 @@ func (e *Engine) attempt(p *pool, j *job) {
 		return
 	}
 
+	if !j.called {
+		j.called = true
+		e.metrics.queueWait.WithLabelValues(string(c.cert.Provider)).Observe(now.Sub(j.rec.receipt.AcceptedAt).Seconds())
+	}
 	msg := j.msg
 	msg.Token = b.Token
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
