@@ -372,7 +372,8 @@ func (e *Engine) ensurePool(p config.Provider) {
 	}
 	// Capacity QueueSize: at most QueueSize jobs exist, so a send to a pool
 	// never blocks.
-	pl := &pool{provider: p, jobs: make(chan *job, e.opts.QueueSize), fixed: e.opts.Workers}
+	pl := &pool{provider: p, jobs: make(chan *job, e.opts.QueueSize), fixed: e.opts.Workers,
+		queueWait: e.metrics.queueWait.WithLabelValues(string(p))}
 	if w := e.opts.ProviderWorkers[p]; w > 0 {
 		pl.fixed = w
 	}

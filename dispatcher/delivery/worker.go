@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
@@ -48,6 +50,9 @@ type pool struct {
 	attempts atomic.Uint32
 	// maxWorkers is the cap from the stream limits (0 until known).
 	maxWorkers atomic.Int32
+	// queueWait is the provider's histogram child, looked up once and not
+	// per delivery.
+	queueWait prometheus.Observer
 }
 
 // resizeEvery: a pool re-reads its clients' stream limits every this many
@@ -199,7 +204,7 @@ func (e *Engine) attempt(p *pool, j *job) {
 
 	if !j.called {
 		j.called = true
-		e.metrics.queueWait.WithLabelValues(string(c.cert.Provider)).Observe(now.Sub(j.rec.receipt.AcceptedAt).Seconds())
+		p.queueWait.Observe(now.Sub(j.rec.receipt.AcceptedAt).Seconds())
 	}
 	msg := j.msg
 	msg.Token = b.Token

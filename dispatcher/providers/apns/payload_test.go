@@ -2,6 +2,7 @@ package apns
 
 import (
 	"encoding/json"
+	"maps"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -32,12 +33,9 @@ func TestEncodePayloadMatchesApns2Builder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			data := map[string]string{}
-			for k, v := range tc.m.Data {
-				data[k] = v
-			}
+			data := maps.Clone(tc.m.Data)
 			got := encodePayload(&tc.m, tc.pushType, tc.m.Title, tc.m.Body)
-			if diff := cmp.Diff(tc.m.Data, data); diff != "" && tc.m.Data != nil {
+			if diff := cmp.Diff(tc.m.Data, data); diff != "" {
 				t.Fatalf("encodePayload changed the shared data map (-after +before):\n%s", diff)
 			}
 			want, err := json.Marshal(builderPayload(&tc.m, tc.pushType))
