@@ -8,9 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/internal/faultproxy"
 )
 
@@ -32,7 +32,7 @@ func TestAPIServerAwayKeepsLastGood(t *testing.T) {
 	// The Secrets are written by an admin client that goes around the proxy.
 	h := &harness{t: t, ns: ns, configs: make(chan Event, 16), tokens: make(chan Event, 16), applied: &applied{}}
 	h.w = New(Options{
-		Client: kubernetes.NewForConfigOrDie(proxied), Namespace: ns, ConfigSecret: secret,
+		Client: kube.NewForConfigOrDie(proxied), Namespace: ns, ConfigSecret: secret,
 		NewClient: newClient, Apply: h.applied.apply,
 		Notify: func(e Event) {
 			if e.Kind == TokenLoaded {

@@ -22,10 +22,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 )
 
@@ -53,7 +53,7 @@ type Event struct {
 // Options configure a Watcher. Client, Namespace, ConfigSecret, NewClient and
 // Apply are required.
 type Options struct {
-	Client       kubernetes.Interface
+	Client       *kube.Client
 	Namespace    string
 	ConfigSecret string
 	// NewClient builds one certificate's provider client (registry.New).
@@ -228,7 +228,7 @@ func (w *Watcher) tokenChanged(sec *corev1.Secret) {
 // calling changed with each version. A deleted Secret changes nothing: the
 // last good contents stay in use.
 func (w *Watcher) watchSecret(ctx context.Context, name string, changed func(*corev1.Secret)) {
-	secrets := w.opts.Client.CoreV1().Secrets(w.opts.Namespace)
+	secrets := w.opts.Client.Secrets(w.opts.Namespace)
 	selector := fields.OneTermEqualSelector("metadata.name", name).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {

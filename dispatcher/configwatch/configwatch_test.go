@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/internal/testenv"
 )
@@ -22,6 +23,8 @@ import (
 var (
 	client     kubernetes.Interface
 	restConfig *rest.Config
+	// watchClient is the watcher's own client (admin).
+	watchClient *kube.Client
 )
 
 func TestMain(m *testing.M) {
@@ -32,6 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	restConfig = cfg
 	client = kubernetes.NewForConfigOrDie(cfg)
+	watchClient = kube.NewForConfigOrDie(cfg)
 	code := m.Run()
 	if err := env.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
@@ -119,7 +123,7 @@ func start(t *testing.T, ns, secret string) *harness {
 	}
 	h := &harness{t: t, ns: ns, configs: make(chan Event, 16), tokens: make(chan Event, 16), applied: &applied{}}
 	h.w = New(Options{
-		Client: client, Namespace: ns, ConfigSecret: secret,
+		Client: watchClient, Namespace: ns, ConfigSecret: secret,
 		NewClient: newClient, Apply: h.applied.apply,
 		Notify: func(e Event) {
 			if e.Kind == TokenLoaded {
@@ -284,7 +288,7 @@ func TestConfigReadyBeforeStart(t *testing.T) {
 		}
 	}
 	configs, tokens := make(chan Event, 4), make(chan Event, 4)
-	w := New(Options{Client: client, Namespace: ns, ConfigSecret: "mail-dispatcher-config", NewClient: newClient,
+	w := New(Options{Client: watchClient, Namespace: ns, ConfigSecret: "mail-dispatcher-config", NewClient: newClient,
 		Apply: func(*config.Config, map[string]providers.Client) error { return nil },
 		Notify: func(e Event) {
 			if e.Kind == TokenLoaded {

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/internal/faultproxy"
 )
 
@@ -100,7 +99,7 @@ func TestSecretsAPIServerAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
-	s := startSecrets(t, kubernetes.NewForConfigOrDie(proxied), ns, cfg, SecretsOptions{})
+	s := startSecrets(t, kube.NewForConfigOrDie(proxied), ns, cfg, SecretsOptions{})
 
 	before := map[string]string{}
 	for i := range 4 {
@@ -187,7 +186,7 @@ func TestSecretsAPIServerAway(t *testing.T) {
 			t.Errorf("bind after recovery: %v", err)
 		}
 	}
-	other := startSecrets(t, cs, ns, cfg, SecretsOptions{})
+	other := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{})
 	mustBind(t, other, "other-writer", "phone", Binding{CertificateName: "fcm", Token: "tok-other"})
 	eventually(t, "the store's watch to deliver another writer's bind", func() bool {
 		u, err := s.Get(ctx, "other-writer")

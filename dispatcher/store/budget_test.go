@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/imcloud/im-push-operator/internal/testenv"
+
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 )
 
 // stepClock is a budget clock that never sleeps: a wait moves it to the end
@@ -43,12 +44,12 @@ func (c *stepClock) After(d time.Duration) <-chan time.Time {
 // countingClient records every request with its body size and the budget
 // clock's time when it was sent; sent returns the Secret PUTs (the shard
 // updates) in the order they left the client.
-func countingClient(t *testing.T, cfg *rest.Config, clk *stepClock) (kubernetes.Interface, func() testenv.Records) {
+func countingClient(t *testing.T, cfg *rest.Config, clk *stepClock) (*kube.Client, func() testenv.Records) {
 	t.Helper()
 	rec := &testenv.Recorder{Now: clk.Now}
 	wrapped := rest.CopyConfig(cfg)
 	wrapped.Wrap(rec.Wrap)
-	return kubernetes.NewForConfigOrDie(wrapped), func() testenv.Records {
+	return kube.NewForConfigOrDie(wrapped), func() testenv.Records {
 		return rec.Records().Filter(func(r testenv.Record) bool {
 			return r.Method == http.MethodPut && strings.Contains(r.Path, "/secrets/")
 		})

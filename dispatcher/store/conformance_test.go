@@ -24,7 +24,7 @@ func newSecretsStore(t *testing.T, cfg config.TokenStore, now func() time.Time) 
 	_, cs := apiServer(t)
 	ns := newNamespace(t, cs)
 	createShards(t, cs, ns, cfg)
-	return startSecrets(t, cs, ns, cfg, SecretsOptions{Now: now})
+	return startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Now: now})
 }
 
 // TestConformance runs the same behaviour table against both stores, so the

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
@@ -46,6 +47,13 @@ func apiServer(t *testing.T) (*rest.Config, kubernetes.Interface) {
 	return envCfg, kubernetes.NewForConfigOrDie(envCfg)
 }
 
+// adminClient is the store's client of the shared envtest, as admin.
+func adminClient(t *testing.T) *kube.Client {
+	t.Helper()
+	cfg, _ := apiServer(t)
+	return kube.NewForConfigOrDie(cfg)
+}
+
 // newNamespace creates a namespace of its own for one test.
 func newNamespace(t *testing.T, cs kubernetes.Interface) string {
 	t.Helper()
@@ -73,11 +81,11 @@ func createShards(t *testing.T, cs kubernetes.Interface, ns string, cfg config.T
 }
 
 // startSecrets starts a store that stops when the test ends.
-func startSecrets(t *testing.T, cs kubernetes.Interface, ns string, cfg config.TokenStore, opts SecretsOptions) *Secrets {
+func startSecrets(t *testing.T, client *kube.Client, ns string, cfg config.TokenStore, opts SecretsOptions) *Secrets {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s := NewSecrets(cs, ns, cfg, opts)
+	s := NewSecrets(client, ns, cfg, opts)
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestSecretsReplicasRaceOnSameDevices(t *testing.T) {
 	createShards(t, cs, ns, cfg)
 	var conflicts atomic.Int64
 	opts := SecretsOptions{Metrics: MetricsHooks{OnConflict: func(string) { conflicts.Add(1) }}}
-	replicas := []*Secrets{startSecrets(t, cs, ns, cfg, opts), startSecrets(t, cs, ns, cfg, opts)}
+	replicas := []*Secrets{startSecrets(t, adminClient(t), ns, cfg, opts), startSecrets(t, adminClient(t), ns, cfg, opts)}
 
 	users := []string{"alice", "bob", "carol"}
 	devices := []string{"phone", "tablet"}

@@ -20,10 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 )
 
 // DefaultFieldManager is the field manager of the dispatcher's shard writes.
@@ -70,7 +69,7 @@ type SecretsOptions struct {
 // watch and update on the shard Secrets by resourceNames, nothing else.
 type Secrets struct {
 	front
-	client    kubernetes.Interface
+	client    *kube.Client
 	namespace string
 	cfg       config.TokenStore
 	opts      SecretsOptions
@@ -107,11 +106,11 @@ type pending struct {
 
 // NewSecrets returns a store over the shard Secrets of cfg in namespace. It
 // serves nothing until Start has loaded every shard.
-func NewSecrets(client kubernetes.Interface, namespace string, cfg config.TokenStore, opts SecretsOptions) *Secrets {
+func NewSecrets(client *kube.Client, namespace string, cfg config.TokenStore, opts SecretsOptions) *Secrets {
 	return newSecrets(client, namespace, cfg, opts, realClock{})
 }
 
-func newSecrets(client kubernetes.Interface, namespace string, cfg config.TokenStore, opts SecretsOptions, budgetClock clock) *Secrets {
+func newSecrets(client *kube.Client, namespace string, cfg config.TokenStore, opts SecretsOptions, budgetClock clock) *Secrets {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -358,20 +357,20 @@ func (s *Secrets) commit(ctx context.Context, sh *shard, batch []*pending) {
 // secretEncoder is protobuf, what the typed client sends Secrets as; the
 // store encodes the body itself so the bytes it charges are the bytes sent.
 var secretEncoder = func() runtime.Encoder {
-	info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
+	info, ok := runtime.SerializerInfoForMediaType(kube.Codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
 	if !ok {
 		panic("no protobuf serializer for the core API")
 	}
-	return scheme.Codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
+	return kube.Codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
 }()
 
 // update PUTs an encoded shard Secret, as the typed client's Update does.
 func (s *Secrets) update(ctx context.Context, name string, body []byte) (*corev1.Secret, error) {
 	updated := &corev1.Secret{}
-	err := s.client.CoreV1().RESTClient().Put().
+	err := s.client.RESTClient().Put().
 		UseProtobufAsDefault().
 		Namespace(s.namespace).Resource("secrets").Name(name).
-		VersionedParams(&metav1.UpdateOptions{FieldManager: s.opts.FieldManager}, scheme.ParameterCodec).
+		VersionedParams(&metav1.UpdateOptions{FieldManager: s.opts.FieldManager}, kube.ParameterCodec).
 		SetHeader("Content-Type", runtime.ContentTypeProtobuf).
 		Body(body).
 		Do(ctx).Into(updated)
@@ -432,7 +431,7 @@ func (s *Secrets) reportRefused(log logr.Logger, sh *shard, ops []*op) {
 func (s *Secrets) load(ctx context.Context, sh *shard, starting bool) error {
 	delay := 200 * time.Millisecond
 	for {
-		sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, sh.name, metav1.GetOptions{})
+		sec, err := s.client.Secrets(s.namespace).Get(ctx, sh.name, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			if sec.Type != SecretType {
@@ -504,7 +503,7 @@ func (s *Secrets) watch(ctx context.Context, sh *shard) (int, error) {
 	// Servers end watches after the timeout; a spread keeps replicas from
 	// re-watching in step.
 	timeout := int64(300 + rand.IntN(300))
-	w, err := s.client.CoreV1().Secrets(s.namespace).Watch(ctx, metav1.ListOptions{
+	w, err := s.client.Secrets(s.namespace).Watch(ctx, metav1.ListOptions{
 		FieldSelector:       fields.OneTermEqualSelector("metadata.name", sh.name).String(),
 		ResourceVersion:     sh.resourceVersion(),
 		AllowWatchBookmarks: true,

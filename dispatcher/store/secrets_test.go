@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 )
 
 func testConfig(shards int32) config.TokenStore {
@@ -60,7 +61,7 @@ func TestSecretsReplicasDoNotLoseBindings(t *testing.T) {
 	createShards(t, cs, ns, cfg)
 	var conflicts sync.Map
 	opts := SecretsOptions{Metrics: MetricsHooks{OnConflict: func(shard string) { conflicts.Store(shard, true) }}}
-	replicas := []*Secrets{startSecrets(t, cs, ns, cfg, opts), startSecrets(t, cs, ns, cfg, opts)}
+	replicas := []*Secrets{startSecrets(t, adminClient(t), ns, cfg, opts), startSecrets(t, adminClient(t), ns, cfg, opts)}
 
 	users := []string{"alice", "bob", "carol"}
 	const workers, opsEach = 4, 50
@@ -175,11 +176,11 @@ func (g *putGate) count() int {
 	return g.puts
 }
 
-func gatedClient(t *testing.T, cfg *rest.Config) (kubernetes.Interface, *putGate) {
+func gatedClient(t *testing.T, cfg *rest.Config) (*kube.Client, *putGate) {
 	gate := &putGate{entered: make(chan struct{}), release: make(chan struct{})}
 	gated := rest.CopyConfig(cfg)
 	gated.Wrap(func(rt http.RoundTripper) http.RoundTripper { gate.rt = rt; return gate })
-	return kubernetes.NewForConfigOrDie(gated), gate
+	return kube.NewForConfigOrDie(gated), gate
 }
 
 // TestSecretsGroupCommit queues calls behind a write in flight and checks
@@ -248,7 +249,7 @@ func TestSecretsFillAnnotation(t *testing.T) {
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
 	clk := newClock()
-	s := startSecrets(t, cs, ns, cfg, SecretsOptions{Now: clk.Now})
+	s := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Now: clk.Now})
 	// The same calls on a Memory store must account the same bytes.
 	mem := NewMemory(cfg, clk.Now)
 	name := cfg.ShardName(0)
@@ -302,8 +303,8 @@ func TestSecretsCacheFollowsOtherReplica(t *testing.T) {
 	ns := newNamespace(t, cs)
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
-	a := startSecrets(t, cs, ns, cfg, SecretsOptions{})
-	b := startSecrets(t, cs, ns, cfg, SecretsOptions{})
+	a := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{})
+	b := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{})
 
 	mustBind(t, a, "alice", "phone", Binding{CertificateName: "apns", Token: "tok-a"})
 	eventually(t, "b to see alice's phone", func() bool {
@@ -328,8 +329,8 @@ func TestSecretsRemoveTokenAcrossReplicas(t *testing.T) {
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
 	clk := newClock()
-	a := startSecrets(t, cs, ns, cfg, SecretsOptions{Now: clk.Now})
-	b := startSecrets(t, cs, ns, cfg, SecretsOptions{Now: clk.Now})
+	a := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Now: clk.Now})
+	b := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Now: clk.Now})
 
 	mustBind(t, a, "u", "d1", Binding{CertificateName: "apns", Token: "same"})
 	sent := clk.Now()
@@ -374,7 +375,7 @@ func TestSecretsStartNeedsEveryShard(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s := NewSecrets(cs, ns, cfg, SecretsOptions{})
+	s := NewSecrets(adminClient(t), ns, cfg, SecretsOptions{})
 	err := s.Start(ctx)
 	if err == nil || !strings.Contains(err.Error(), ns+"/chat-devices-001") || !apierrors.IsNotFound(err) {
 		t.Fatalf("Start = %v, want not found naming chat-devices-001", err)
@@ -412,7 +413,7 @@ func TestSecretsShardDeletedAndRecreated(t *testing.T) {
 	createShards(t, cs, ns, cfg)
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	s := NewSecrets(cs, ns, cfg, SecretsOptions{})
+	s := NewSecrets(adminClient(t), ns, cfg, SecretsOptions{})
 	if err := s.Start(runCtx); err != nil {
 		t.Fatal(err)
 	}
@@ -477,12 +478,12 @@ func TestSecretsRunsAsRestrictedServiceAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restricted := kubernetes.NewForConfigOrDie(&rest.Config{
+	restricted := kube.NewForConfigOrDie(&rest.Config{
 		Host:            restCfg.Host,
 		TLSClientConfig: rest.TLSClientConfig{CAData: restCfg.CAData},
 		BearerToken:     tr.Status.Token,
 	})
-	secrets := restricted.CoreV1().Secrets(ns)
+	secrets := restricted.Secrets(ns)
 	// RBAC reaches the authorizer through its informers; wait for the binding.
 	eventually(t, "the Role to take effect", func() bool {
 		_, err := secrets.Get(ctx, cfg.ShardName(0), metav1.GetOptions{})
@@ -499,7 +500,7 @@ func TestSecretsRunsAsRestrictedServiceAccount(t *testing.T) {
 	}
 
 	s := startSecrets(t, restricted, ns, cfg, SecretsOptions{})
-	admin := startSecrets(t, cs, ns, cfg, SecretsOptions{})
+	admin := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{})
 	for _, u := range []string{"alice", "bob", "carol", "dave"} {
 		mustBind(t, s, u, "phone", Binding{CertificateName: "fcm", Token: "tok-" + u})
 	}
@@ -539,7 +540,7 @@ func TestSecretsWriteBudget(t *testing.T) {
 	cfg.WriteBudgetBytesPerSecond = 1
 	createShards(t, cs, ns, cfg)
 	var written atomic.Int64
-	s := startSecrets(t, cs, ns, cfg, SecretsOptions{Metrics: MetricsHooks{OnWrite: func(_ string, n int) { written.Add(int64(n)) }}})
+	s := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Metrics: MetricsHooks{OnWrite: func(_ string, n int) { written.Add(int64(n)) }}})
 
 	for i := 0; ; i++ {
 		user := fmt.Sprintf("user-%d", i)

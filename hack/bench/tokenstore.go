@@ -6,11 +6,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/dispatcher/store"
 )
 
@@ -130,7 +130,7 @@ func warmUp(ctx context.Context, cl *cluster) (time.Duration, int, float64, erro
 	cfg := rest.CopyConfig(cl.cfg)
 	// The dispatcher's own client settings (dispatcher/cmd/dispatcher).
 	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kube.NewForConfig(cfg)
 	if err != nil {
 		return 0, 0, 0, err
 	}
