@@ -257,9 +257,9 @@ func servePprof(addr string, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s for pprof: %w", addr, err)
 	}
-	// Contention is what a CPU profile cannot show: sample mutex waits
-	// (1 in 10) and blocking over 100 µs, but only when profiling is asked
-	// for, since both cost on every contended lock.
+	// Contention is what a CPU profile cannot show: sample 1 in 10 mutex
+	// waits and about one blocking event per 100 µs spent blocked, only when
+	// profiling is asked for, since both cost on every contended lock.
 	runtime.SetMutexProfileFraction(10)
 	runtime.SetBlockProfileRate(int((100 * time.Microsecond).Nanoseconds()))
 	mux := http.NewServeMux()
