@@ -9,18 +9,22 @@ import (
 func TestSetMemoryLimitFromRequest(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	const mi = 1 << 20
 	for _, c := range []struct {
 		name string
 		env  map[string]string
+		file int64
 		want int64
 	}{
-		{"request", map[string]string{envMemoryRequest: "134217728"}, 134217728},
-		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 0},
-		{"no request", map[string]string{}, 0},
-		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 0},
+		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 4) * mi},
+		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 4) * mi},
+		{"at least half the request", map[string]string{envMemoryRequest: "67108864"}, 40 * mi, 32 * mi},
+		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 23 * mi, 0},
+		{"no request", map[string]string{}, 23 * mi, 0},
+		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 23 * mi, 0},
 	} {
 		debug.SetMemoryLimit(math.MaxInt64)
-		got := setMemoryLimit(func(k string) string { return c.env[k] })
+		got := setMemoryLimit(func(k string) string { return c.env[k] }, c.file)
 		if got != c.want {
 			t.Errorf("%s: setMemoryLimit = %d, want %d", c.name, got, c.want)
 		}
@@ -31,5 +35,15 @@ func TestSetMemoryLimitFromRequest(t *testing.T) {
 		if rt := debug.SetMemoryLimit(-1); rt != want {
 			t.Errorf("%s: runtime limit %d, want %d", c.name, rt, want)
 		}
+	}
+}
+
+// TestFileResidentBytes: this test binary's own mapped pages are resident
+// while it runs, so /proc/self/status reports some, and fewer than its
+// whole resident set.
+func TestFileResidentBytes(t *testing.T) {
+	got := fileResidentBytes()
+	if got < 1<<20 || got > 1<<30 {
+		t.Fatalf("fileResidentBytes = %d, want between 1 MiB and 1 GiB", got)
 	}
 }
