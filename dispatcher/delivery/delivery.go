@@ -417,6 +417,8 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
 	defer cancel()
 	seen := map[string]bool{}
+	// One data map for every recipient's deliveries, not one each.
+	data := policy.Data(n)
 	for _, r := range n.Recipients {
 		if seen[r.UserID] {
 			continue
@@ -430,7 +432,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 		if err != nil {
 			return Receipt{}, fmt.Errorf("reading user %q: %w", r.UserID, err)
 		}
-		d := policy.Decide(snap.renderer, policy.Input{Notification: n, Recipient: r, User: user, ProviderOf: snap.providerOf, Now: now})
+		d := policy.Decide(snap.renderer, policy.Input{Notification: n, Recipient: r, User: user, ProviderOf: snap.providerOf, Now: now, Data: data})
 		for _, err := range d.RenderErrors {
 			e.log.V(1).Info("template failed, default text used", "notification", n.ID, "error", err.Error())
 		}

@@ -71,6 +71,11 @@ type Input struct {
 	// tenant has no such certificate (now), and the binding is left out.
 	ProviderOf func(certificateName string) (config.Provider, bool)
 	Now        time.Time
+	// Data is Data(Notification), which a caller deciding for many
+	// recipients builds once: every recipient's deliveries then share one
+	// map (read-only, see providers.Message) instead of one map each. Nil:
+	// Decide builds it.
+	Data map[string]string
 }
 
 // Decision is the outcome for one recipient.
@@ -177,7 +182,11 @@ func Decide(r *Renderer, in Input) Decision {
 
 	text := r.Render(n, in.Recipient.UserID, in.User.Settings.Language)
 	d.RenderErrors = text.Errors
-	msg := message(p, n, in.Now)
+	data := in.Data
+	if data == nil {
+		data = Data(n)
+	}
+	msg := message(p, n, in.Now, data)
 	msg.Title, msg.Body = text.Title, text.Body
 	// The devices share Data and Badge: clients only read them (see
 	// providers.Message), and a copy per device was a map per delivery.
@@ -202,8 +211,41 @@ func effectiveMode(s store.Settings, conversation string) string {
 	return store.ModeAll
 }
 
-// message builds everything of a providers.Message except the text and token.
-func message(p *config.Policy, n *Notification, now time.Time) providers.Message {
+// Data is the data every push of n carries: the caller's push data and the
+// conversation and sender ids; nil when there is none.
+func Data(n *Notification) map[string]string {
+	ids := [...][2]string{
+		{DataConversationID, n.Conversation.ID},
+		{DataConversationType, n.Conversation.Type},
+		{DataSenderID, n.Sender.ID},
+	}
+	size := 0
+	if n.Push != nil {
+		size = len(n.Push.Data)
+	}
+	for _, kv := range ids {
+		if kv[1] != "" {
+			size++
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	data := make(map[string]string, size)
+	if n.Push != nil {
+		maps.Copy(data, n.Push.Data)
+	}
+	for _, kv := range ids {
+		if kv[1] != "" {
+			data[kv[0]] = kv[1]
+		}
+	}
+	return data
+}
+
+// message builds everything of a providers.Message except the text and
+// token, with data as its Data.
+func message(p *config.Policy, n *Notification, now time.Time, data map[string]string) providers.Message {
 	m := providers.Message{
 		ID:             n.ID,
 		Sound:          p.Sound,
@@ -216,7 +258,6 @@ func message(p *config.Policy, n *Notification, now time.Time) providers.Message
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	data := map[string]string{}
 	if push := n.Push; push != nil {
 		if push.Badge != nil && p.Badge {
 			b := *push.Badge
@@ -237,21 +278,9 @@ func message(p *config.Policy, n *Notification, now time.Time) providers.Message
 				ttl = time.Duration(push.TTLSeconds) * time.Second
 			}
 		}
-		maps.Copy(data, push.Data)
 	}
 	m.Expiration = now.Add(ttl)
-	for _, kv := range [...][2]string{
-		{DataConversationID, n.Conversation.ID},
-		{DataConversationType, n.Conversation.Type},
-		{DataSenderID, n.Sender.ID},
-	} {
-		if kv[1] != "" {
-			data[kv[0]] = kv[1]
-		}
-	}
-	if len(data) > 0 {
-		m.Data = data
-	}
+	m.Data = data
 	return m
 }
 

@@ -346,7 +346,9 @@ func TestDecideMessage(t *testing.T) {
 			if tt.want != nil {
 				tt.want(&want)
 			}
-			for _, del := range d.Deliveries {
+			// The same with the data built once by the caller, as Submit does.
+			shared := Decide(r, Input{Notification: n, Recipient: Recipient{UserID: "bob"}, User: u, ProviderOf: providerOf, Now: noon, Data: Data(n)})
+			for _, del := range append(d.Deliveries, shared.Deliveries...) {
 				if diff := cmp.Diff(want, del.Message); diff != "" {
 					t.Errorf("device %s message (-want +got):\n%s", del.DeviceID, diff)
 				}
@@ -379,6 +381,28 @@ func TestDecideDeliveriesDoNotShareTheRequest(t *testing.T) {
 	*a.Badge = 9
 	if len(n.Push.Data) != 1 || three != 3 {
 		t.Errorf("a delivery shares the request's data %v or badge %d", n.Push.Data, three)
+	}
+}
+
+// TestDecideUsesTheGivenData: with Input.Data set, every delivery carries
+// that map itself, so the recipients of one notification share one.
+func TestDecideUsesTheGivenData(t *testing.T) {
+	p := testPolicy()
+	r, err := NewRenderer(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testNotification()
+	data := Data(n)
+	d := Decide(r, Input{Notification: n, Recipient: Recipient{UserID: "bob"}, User: testUser(), ProviderOf: providerOf, Now: noon, Data: data})
+	if len(d.Deliveries) != 2 {
+		t.Fatalf("deliveries = %v", summary(d.Deliveries))
+	}
+	data["probe"] = "x"
+	for _, del := range d.Deliveries {
+		if del.Message.Data["probe"] != "x" {
+			t.Errorf("device %s carries a data map of its own: %v", del.DeviceID, del.Message.Data)
+		}
 	}
 }
 
