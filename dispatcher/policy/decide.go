@@ -214,31 +214,23 @@ func effectiveMode(s store.Settings, conversation string) string {
 // Data is the data every push of n carries: the caller's push data and the
 // conversation and sender ids; nil when there is none.
 func Data(n *Notification) map[string]string {
-	ids := [...][2]string{
+	var push map[string]string
+	if n.Push != nil {
+		push = n.Push.Data
+	}
+	data := make(map[string]string, len(push)+3)
+	maps.Copy(data, push)
+	for _, kv := range [...][2]string{
 		{DataConversationID, n.Conversation.ID},
 		{DataConversationType, n.Conversation.Type},
 		{DataSenderID, n.Sender.ID},
-	}
-	size := 0
-	if n.Push != nil {
-		size = len(n.Push.Data)
-	}
-	for _, kv := range ids {
-		if kv[1] != "" {
-			size++
-		}
-	}
-	if size == 0 {
-		return nil
-	}
-	data := make(map[string]string, size)
-	if n.Push != nil {
-		maps.Copy(data, n.Push.Data)
-	}
-	for _, kv := range ids {
+	} {
 		if kv[1] != "" {
 			data[kv[0]] = kv[1]
 		}
+	}
+	if len(data) == 0 {
+		return nil
 	}
 	return data
 }
