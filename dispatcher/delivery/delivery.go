@@ -155,6 +155,15 @@ const (
 	// (docs/performance.md), so a round trip that rises with local CPU
 	// load cannot throttle the rate the CPU allows.
 	DefaultMinWorkers          = 128
+	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see
+	// IdleWorkers). Jobs go round-robin to waiting workers, so a pool of n
+	// keeps them all while it gets more than n/30 jobs a second, and a
+	// provider without traffic stops holding up to a thousand goroutines'
+	// stacks (about 8 MiB).
+	DefaultIdleWorkerTimeout = 30 * time.Second
+	// IdleWorkers: workers a pool keeps however long they are idle; they
+	// take the first jobs after a quiet spell while the pool grows back.
+	IdleWorkers = 16
 	DefaultBreakerWindow       = time.Minute
 	DefaultBreakerMinAnswers   = 20
 	DefaultBreakerInvalidRatio = 0.9
@@ -188,6 +197,10 @@ type Options struct {
 	Workers         int
 	ProviderWorkers map[config.Provider]int
 	MaxWorkers      int
+	// IdleWorkerTimeout: an adaptive pool's worker that waits this long for
+	// a job leaves, down to IdleWorkers per pool; the pool grows back as
+	// jobs queue (see worker.go). Fixed pools keep their workers.
+	IdleWorkerTimeout time.Duration
 	// Breaker thresholds (see the package comment).
 	BreakerWindow       time.Duration
 	BreakerMinAnswers   int
@@ -221,6 +234,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxWorkers <= 0 {
 		o.MaxWorkers = DefaultMaxWorkers
+	}
+	if o.IdleWorkerTimeout <= 0 {
+		o.IdleWorkerTimeout = DefaultIdleWorkerTimeout
 	}
 	if o.BreakerWindow <= 0 {
 		o.BreakerWindow = DefaultBreakerWindow

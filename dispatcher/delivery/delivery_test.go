@@ -1048,3 +1048,61 @@ func TestFixedWorkersNotResized(t *testing.T) {
 	}
 	h.drain(context.Background())
 }
+
+// Workers idle for IdleWorkerTimeout leave, down to IdleWorkers, and come
+// back as jobs queue: after the pool shrank, a burst again gets every worker
+// of the target in flight at once.
+func TestIdleWorkersLeaveAndComeBack(t *testing.T) {
+	const maxWorkers = DefaultWorkers + 16
+	h := newHarness(t, Options{MaxWorkers: maxWorkers, QueueSize: 1000, IdleWorkerTimeout: 20 * time.Millisecond})
+	var inFlight atomic.Int32
+	all := make(chan struct{})
+	var once sync.Once
+	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(ctx context.Context, m *providers.Message, _ int) providers.Result {
+		if m.ID == "first" {
+			return delivered
+		}
+		if inFlight.Add(1) == maxWorkers {
+			once.Do(func() { close(all) })
+		}
+		select {
+		case <-all:
+			return delivered
+		case <-ctx.Done():
+			return providers.TransportResult(ctx.Err())
+		}
+	})}
+	h.setClients(map[string]providers.Client{"hw": hw})
+	h.bind("first", "phone", "hw", "tok-first")
+	h.submit(notification("first", "first"))
+	h.wait("first")
+	pool := func() *pool {
+		h.e.mu.Lock()
+		defer h.e.mu.Unlock()
+		return h.e.pools[config.Huawei]
+	}()
+	// Poll, yielding, not sleeping: the idle timers run on real time.
+	deadline := time.Now().Add(10 * time.Second)
+	for (pool.target.Load() != maxWorkers || pool.running.Load() != IdleWorkers) && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if r, tg := pool.running.Load(), pool.target.Load(); r != IdleWorkers || tg != maxWorkers {
+		t.Fatalf("after idling: %d workers running for a target of %d, want %d for %d", r, tg, IdleWorkers, maxWorkers)
+	}
+	var ids []string
+	for i := range maxWorkers {
+		u := fmt.Sprintf("u%03d", i)
+		h.bind(u, "phone", "hw", "tok-"+u)
+		id := "n-" + u
+		h.submit(notification(id, u))
+		ids = append(ids, id)
+	}
+	// Every send waits until all maxWorkers are in flight together: if the
+	// pool did not grow back, this never happens and the waits time out.
+	for _, id := range ids {
+		if st := h.wait(id); st.Outcomes[0].State != Delivered {
+			t.Fatalf("%s: %+v", id, st.Outcomes[0])
+		}
+	}
+	h.drain(context.Background())
+}

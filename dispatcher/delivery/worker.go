@@ -62,13 +62,22 @@ const resizeEvery = 512
 
 func (e *Engine) worker(p *pool) {
 	defer e.wg.Done()
+	idle := time.NewTimer(e.opts.IdleWorkerTimeout)
+	defer idle.Stop()
 	for {
 		select {
 		case <-e.stop:
 			return
+		case <-idle.C:
+			if p.fixed == 0 && p.leaveIdle() {
+				return
+			}
+			idle.Reset(e.opts.IdleWorkerTimeout)
+			continue
 		case j := <-p.jobs:
 			e.attempt(p, j)
 		}
+		idle.Reset(e.opts.IdleWorkerTimeout)
 		if p.fixed == 0 && (!p.sized.Load() || p.attempts.Add(1)%resizeEvery == 0) {
 			e.resize(p)
 		}
@@ -83,6 +92,21 @@ func (p *pool) shrink() bool {
 	for {
 		r := p.running.Load()
 		if r <= p.target.Load() {
+			return false
+		}
+		if p.running.CompareAndSwap(r, r-1) {
+			return true
+		}
+	}
+}
+
+// leaveIdle reports whether this idle worker leaves: while more than
+// IdleWorkers run. Its pool's target stays, and the pool grows back to it
+// as jobs queue (routeLocked).
+func (p *pool) leaveIdle() bool {
+	for {
+		r := p.running.Load()
+		if r <= IdleWorkers {
 			return false
 		}
 		if p.running.CompareAndSwap(r, r-1) {
@@ -167,7 +191,16 @@ func (e *Engine) route(j *job) {
 func (e *Engine) routeLocked(j *job) {
 	// The pool exists: bindings are resolved against a config whose
 	// providers all got pools before it was published, and pools stay.
-	e.pools[j.binding().Provider].jobs <- j
+	p := e.pools[j.binding().Provider]
+	p.jobs <- j
+	// Workers that left while idle come back as jobs wait for them, up to
+	// the target; e.mu is held, so Drain has not stopped the engine when
+	// stopped is false.
+	if r, t := p.running.Load(), p.target.Load(); r < t && !e.stopped {
+		if waiting := int32(len(p.jobs)); waiting > 0 {
+			e.grow(p, int(min(t, r+waiting)))
+		}
+	}
 }
 
 // attempt makes one send of j, from pool p, or decides it cannot be made
