@@ -154,7 +154,7 @@ const (
 	// dispatcher's CPU does not exceed on a 2-core machine
 	// (docs/performance.md), so a round trip that rises with local CPU
 	// load cannot throttle the rate the CPU allows.
-	DefaultMinWorkers          = 128
+	DefaultMinWorkers = 128
 	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see
 	// IdleWorkers). Jobs go round-robin to waiting workers, so a pool of n
 	// keeps them all while it gets more than n/30 jobs a second, and a
@@ -163,7 +163,7 @@ const (
 	DefaultIdleWorkerTimeout = 30 * time.Second
 	// IdleWorkers: workers a pool keeps however long they are idle; they
 	// take the first jobs after a quiet spell while the pool grows back.
-	IdleWorkers = 16
+	IdleWorkers                = 16
 	DefaultBreakerWindow       = time.Minute
 	DefaultBreakerMinAnswers   = 20
 	DefaultBreakerInvalidRatio = 0.9
