@@ -928,19 +928,18 @@ type limitedClient struct {
 
 func (c limitedClient) MaxConcurrentStreams() int { return c.streams }
 
-// A provider's workers grow from DefaultWorkers to its clients' stream limit,
-// capped at MaxWorkers, and that many sends are then in flight at once.
-func TestWorkersSizedFromStreamLimit(t *testing.T) {
-	const maxWorkers = DefaultWorkers + 36
-	h := newHarness(t, Options{MaxWorkers: maxWorkers, QueueSize: 1000})
+// togetherSends answers notification "first" at once and every other send
+// only when n of them are in flight together: with fewer workers they never
+// are, and those sends end only with their call timeout.
+func togetherSends(n int32) func(context.Context, *providers.Message, int) providers.Result {
 	var inFlight atomic.Int32
 	all := make(chan struct{})
 	var once sync.Once
-	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(ctx context.Context, m *providers.Message, _ int) providers.Result {
+	return func(ctx context.Context, m *providers.Message, _ int) providers.Result {
 		if m.ID == "first" {
 			return delivered
 		}
-		if inFlight.Add(1) == maxWorkers {
+		if inFlight.Add(1) == n {
 			once.Do(func() { close(all) })
 		}
 		select {
@@ -949,7 +948,15 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 		case <-ctx.Done():
 			return providers.TransportResult(ctx.Err())
 		}
-	})}
+	}
+}
+
+// A provider's workers grow from DefaultWorkers to its clients' stream limit,
+// capped at MaxWorkers, and that many sends are then in flight at once.
+func TestWorkersSizedFromStreamLimit(t *testing.T) {
+	const maxWorkers = DefaultWorkers + 36
+	h := newHarness(t, Options{MaxWorkers: maxWorkers, QueueSize: 1000})
+	hw := limitedClient{streams: 250, client: newClient(config.Huawei, togetherSends(maxWorkers))}
 	h.setClients(map[string]providers.Client{"hw": hw})
 	if got := h.metric("impush_dispatcher_provider_workers", map[string]string{"provider": "Huawei"}); got != DefaultWorkers {
 		t.Fatalf("workers before any send %v, want %d", got, DefaultWorkers)
@@ -1055,23 +1062,7 @@ func TestFixedWorkersNotResized(t *testing.T) {
 func TestIdleWorkersLeaveAndComeBack(t *testing.T) {
 	const maxWorkers = DefaultWorkers + 16
 	h := newHarness(t, Options{MaxWorkers: maxWorkers, QueueSize: 1000, IdleWorkerTimeout: 20 * time.Millisecond})
-	var inFlight atomic.Int32
-	all := make(chan struct{})
-	var once sync.Once
-	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(ctx context.Context, m *providers.Message, _ int) providers.Result {
-		if m.ID == "first" {
-			return delivered
-		}
-		if inFlight.Add(1) == maxWorkers {
-			once.Do(func() { close(all) })
-		}
-		select {
-		case <-all:
-			return delivered
-		case <-ctx.Done():
-			return providers.TransportResult(ctx.Err())
-		}
-	})}
+	hw := limitedClient{streams: 250, client: newClient(config.Huawei, togetherSends(maxWorkers))}
 	h.setClients(map[string]providers.Client{"hw": hw})
 	h.bind("first", "phone", "hw", "tok-first")
 	h.submit(notification("first", "first"))

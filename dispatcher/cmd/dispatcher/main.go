@@ -66,9 +66,9 @@ const (
 // resident memory, and the binary's mapped pages (about 23 MiB) are part of
 // it while the Go runtime's limit counts only its own memory; with the
 // whole request as the limit the dispatcher's peak RSS in make bench was
-// 143 MiB for a 128 MiB request, with this 120 MiB, at a cost within the
-// noise of its throughput figures except a few points of the FCM group
-// share (docs/performance.md). An earlier, larger build with 100,000
+// 143 MiB for a 128 MiB request, with this 120-127 MiB, at a cost in
+// collector CPU under a long group-message backlog (docs/performance.md,
+// "Peak RSS"; a larger request lifts the limit with it). An earlier, larger build with 100,000
 // idempotency records had its collector running nearly nonstop at 90% of
 // the request; the half-request floor keeps a small request with a large
 // binary from doing the same.
