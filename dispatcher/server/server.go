@@ -63,6 +63,9 @@ type Receipt struct {
 	Skipped int `json:"skipped"`
 	// Duplicate is true when the id was already accepted in the window.
 	Duplicate bool `json:"duplicate,omitempty"`
+	// AcceptedAt is when this replica accepted it (for a duplicate, the
+	// first time).
+	AcceptedAt time.Time `json:"acceptedAt"`
 }
 
 // Device states in a Status.

@@ -187,15 +187,20 @@ func TestServeAndDrain(t *testing.T) {
 
 	// A user with no devices: accepted, nothing to send, complete at once.
 	n := `{"id":"m1","sender":{"id":"alice"},"conversation":{"id":"c1","type":"single"},"recipients":[{"userId":"nobody"}],"message":{"text":"hi"}}`
+	sent := time.Now()
 	code, body := call(t, http.MethodPost, base+"/v1/notifications?wait=true&timeout=10s", n)
 	var w struct {
-		ID       string
-		Accepted int
-		Complete bool
-		Devices  []struct{ User, State string }
+		ID         string
+		Accepted   int
+		AcceptedAt time.Time
+		Complete   bool
+		Devices    []struct{ User, State string }
 	}
 	if err := json.Unmarshal([]byte(body), &w); err != nil || code != http.StatusOK || w.ID != "m1" || !w.Complete || w.Accepted != 0 {
 		t.Fatalf("notify = %d %s", code, body)
+	}
+	if w.AcceptedAt.Before(sent) || w.AcceptedAt.After(time.Now()) {
+		t.Errorf("acceptedAt %v is not between the request (%v) and its answer", w.AcceptedAt, sent)
 	}
 	if code, body := call(t, http.MethodGet, base+"/v1/notifications/m1", ""); code != http.StatusOK || !strings.Contains(body, `"complete":true`) {
 		t.Fatalf("status = %d %s", code, body)

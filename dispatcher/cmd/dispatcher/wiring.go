@@ -23,7 +23,7 @@ func (a engineAPI) Submit(n *policy.Notification) (server.Receipt, error) {
 	if err != nil {
 		return server.Receipt{}, submitError(err)
 	}
-	return server.Receipt{ID: r.ID, Accepted: r.Deliveries, Skipped: r.Skipped, Duplicate: r.Duplicate}, nil
+	return server.Receipt{ID: r.ID, Accepted: r.Deliveries, Skipped: r.Skipped, Duplicate: r.Duplicate, AcceptedAt: r.AcceptedAt}, nil
 }
 
 // submitError tags the engine's and the store's errors with the server's
