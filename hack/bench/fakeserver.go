@@ -148,14 +148,25 @@ type wrapper struct {
 	delivered atomic.Int64
 
 	mu      sync.Mutex
-	samples []time.Duration
+	samples []arrival
 }
+
+// arrival is one stamped request: the load process's send stamp and when it
+// arrived here, in Unix nanoseconds.
+type arrival [2]int64
 
 func (w *wrapper) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
 	switch r.URL.Path {
 	case "/_bench/stats":
 		w.stats(rw)
+		return
+	case "/_bench/arrivals":
+		w.mu.Lock()
+		s := slices.Clone(w.samples)
+		w.mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(s)
 		return
 	case "/_bench/reset":
 		w.mu.Lock()
@@ -187,7 +198,7 @@ func (w *wrapper) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.delivered.Add(1)
 		if sent, ok := sentAt(body); ok {
 			w.mu.Lock()
-			w.samples = append(w.samples, arrived.Sub(sent))
+			w.samples = append(w.samples, arrival{sent.UnixNano(), arrived.UnixNano()})
 			w.mu.Unlock()
 		}
 	}
@@ -229,12 +240,21 @@ func sentAt(body []byte) (time.Time, bool) {
 
 func (w *wrapper) stats(rw http.ResponseWriter) {
 	w.mu.Lock()
-	s := slices.Clone(w.samples)
+	s := make([]time.Duration, len(w.samples))
+	for i, a := range w.samples {
+		s[i] = time.Duration(a[1] - a[0])
+	}
 	w.mu.Unlock()
-	slices.Sort(s)
-	st := fakeStats{Delivered: w.delivered.Load(), Samples: len(s), P50: quantileMs(s, 0.5), P99: quantileMs(s, 0.99), P999: quantileMs(s, 0.999)}
+	st := summarize(s)
+	st.Delivered = w.delivered.Load()
 	rw.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(rw).Encode(st)
+}
+
+// summarize gives the count and quantiles of latency samples (sorting them).
+func summarize(s []time.Duration) fakeStats {
+	slices.Sort(s)
+	return fakeStats{Samples: len(s), P50: quantileMs(s, 0.5), P99: quantileMs(s, 0.99), P999: quantileMs(s, 0.999)}
 }
 
 // quantileMs is the q-quantile of sorted samples in milliseconds (nearest rank).
@@ -279,6 +299,13 @@ func (f *fakeClient) Stats(ctx context.Context) (fakeStats, error) {
 	var st fakeStats
 	err := f.do(ctx, http.MethodGet, "/_bench/stats", &st)
 	return st, err
+}
+
+// Arrivals lists the stamped requests since the last reset.
+func (f *fakeClient) Arrivals(ctx context.Context) ([]arrival, error) {
+	var a []arrival
+	err := f.do(ctx, http.MethodGet, "/_bench/arrivals", &a)
+	return a, err
 }
 
 func (f *fakeClient) Reset(ctx context.Context) error {

@@ -92,6 +92,12 @@ type loadResult struct {
 	// was not idle in the window, 0 to 1.
 	MachineBusy float64   `json:"machineBusy"`
 	Latency     fakeStats `json:"latency"`
+	// Accepted (rate jobs to the dispatcher): from the acceptedAt of each
+	// notification's receipt to its request arriving at the fake, for the
+	// notifications accepted within the window; Unmatched of them had not
+	// arrived 2 s after it.
+	Accepted  fakeStats `json:"accepted"`
+	Unmatched int       `json:"unmatched"`
 	// Bound lists the users whose binding the dispatcher confirmed (bind jobs).
 	Bound []string `json:"bound,omitempty"`
 	// Late counts open-loop sends that started more than 10 ms late.
@@ -408,21 +414,21 @@ func newDispatcherClient(job loadJob, conns int) *dispatcherClient {
 	return &dispatcherClient{url: job.DispatcherURL, token: job.Token, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
-// call sends one request and returns the status.
-func (d *dispatcherClient) call(ctx context.Context, method, path string, body []byte) (int, error) {
+// call sends one request and returns the status and the answer's body.
+func (d *dispatcherClient) call(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, d.url+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := d.http.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer, err
 }
 
 type recipient struct {
@@ -450,8 +456,8 @@ type notification struct {
 }
 
 // notificationBody builds a notification to n consecutive users starting at
-// first (wrapping), stamped with the send time.
-func notificationBody(job loadJob, first int) []byte {
+// first (wrapping), stamped with the send time, which it returns too.
+func notificationBody(job loadJob, first int) ([]byte, int64) {
 	var n notification
 	n.ID = newID()
 	n.Sender.ID, n.Sender.DisplayName = "bench-sender", "Bench"
@@ -464,9 +470,10 @@ func notificationBody(job loadJob, first int) []byte {
 		n.Recipients[k].UserID = fmt.Sprintf("%s%05d", job.UserPrefix, (first+k)%job.Users)
 	}
 	n.Message.Text = "hello from the benchmark"
-	n.Push.Data = map[string]string{sentAtKey: strconv.FormatInt(time.Now().UnixNano(), 10)}
+	stamp := time.Now().UnixNano()
+	n.Push.Data = map[string]string{sentAtKey: strconv.FormatInt(stamp, 10)}
 	b, _ := json.Marshal(n)
-	return b
+	return b, stamp
 }
 
 // runNotify posts notifications: closed loop (jobMax) with Concurrency
@@ -484,14 +491,28 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 		late                    atomic.Int64
 		lastMu                  sync.Mutex
 		workers                 int
-		loop                    func(stop <-chan struct{}, counting *atomic.Bool)
+		// accepted: send stamp → acceptedAt of each notification accepted
+		// within the window (rate jobs).
+		acceptedMu sync.Mutex
+		accepted   = map[int64]int64{}
+		loop       func(stop <-chan struct{}, counting *atomic.Bool)
 	)
 	recordErr := func(err error) { lastMu.Lock(); res.LastError = err.Error(); lastMu.Unlock() }
 	post := func(counting *atomic.Bool) {
 		first := int(next.Add(int64(job.Recipients))) % job.Users
-		code, err := d.call(ctx, http.MethodPost, "/v1/notifications", notificationBody(job, first))
+		body, stamp := notificationBody(job, first)
+		code, answer, err := d.call(ctx, http.MethodPost, "/v1/notifications", body)
 		c := counting.Load()
 		switch {
+		case err == nil && code == http.StatusAccepted && c && job.Kind == jobRate:
+			var receipt struct {
+				AcceptedAt time.Time `json:"acceptedAt"`
+			}
+			if json.Unmarshal(answer, &receipt) == nil {
+				acceptedMu.Lock()
+				accepted[stamp] = receipt.AcceptedAt.UnixNano()
+				acceptedMu.Unlock()
+			}
 		case err != nil:
 			if c {
 				errs.Add(1)
@@ -522,7 +543,38 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 	}
 	err := measure(ctx, job, workers, loop, res)
 	res.Requests, res.Refused, res.Errors, res.Late = requests.Load(), refused.Load(), errs.Load(), late.Load()
+	if err == nil && job.Kind == jobRate {
+		res.Accepted, res.Unmatched, err = acceptedToArrival(ctx, job, accepted)
+	}
 	return res, err
+}
+
+// acceptedToArrival matches the notifications accepted in the window with
+// their requests' arrivals at the fake, waiting up to 2 s for the last
+// ones so that the slowest are not left out, and summarizes acceptedAt →
+// arrival.
+func acceptedToArrival(ctx context.Context, job loadJob, accepted map[int64]int64) (fakeStats, int, error) {
+	f, err := fakeAdmin(job)
+	if err != nil {
+		return fakeStats{}, 0, err
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		arrivals, err := f.Arrivals(ctx)
+		if err != nil {
+			return fakeStats{}, 0, err
+		}
+		var s []time.Duration
+		for _, a := range arrivals {
+			if at, ok := accepted[a[0]]; ok {
+				s = append(s, time.Duration(a[1]-at))
+			}
+		}
+		if len(s) >= len(accepted) || time.Now().After(deadline) {
+			return summarize(s), len(accepted) - len(s), nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // runBind binds one device for new users: Concurrency closed-loop writers,
@@ -556,7 +608,7 @@ func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
 		user := fmt.Sprintf("%s%06d", job.UserPrefix, i)
 		body, _ := json.Marshal(map[string]string{"certificateName": job.CertificateName, "token": TokenOf(job.Provider, 1_000_000+i)})
 		c := counting.Load()
-		code, err := d.call(ctx, http.MethodPut, "/v1/users/"+user+"/devices/phone", body)
+		code, _, err := d.call(ctx, http.MethodPut, "/v1/users/"+user+"/devices/phone", body)
 		if err == nil && code != http.StatusNoContent {
 			err = fmt.Errorf("HTTP %d", code)
 		}
