@@ -491,11 +491,11 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 		late                    atomic.Int64
 		lastMu                  sync.Mutex
 		workers                 int
+		loop                    func(stop <-chan struct{}, counting *atomic.Bool)
 		// accepted: send stamp → acceptedAt of each notification accepted
 		// within the window (rate jobs).
 		acceptedMu sync.Mutex
 		accepted   = map[int64]int64{}
-		loop       func(stop <-chan struct{}, counting *atomic.Bool)
 	)
 	recordErr := func(err error) { lastMu.Lock(); res.LastError = err.Error(); lastMu.Unlock() }
 	post := func(counting *atomic.Bool) {
