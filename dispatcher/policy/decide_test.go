@@ -31,6 +31,16 @@ func providerOf(name string) (config.Provider, bool) {
 	return p, ok
 }
 
+// newRenderer is NewRenderer for a policy the test expects to be valid.
+func newRenderer(t *testing.T, p *config.Policy) *Renderer {
+	t.Helper()
+	r, err := NewRenderer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func testPolicy() config.Policy {
 	return config.Policy{
 		MultiDevice:        AllOffline,
@@ -261,10 +271,7 @@ func TestDecide(t *testing.T) {
 			if now.IsZero() {
 				now = noon
 			}
-			r, err := NewRenderer(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRenderer(t, &p)
 			d := Decide(r, Input{Notification: n, Recipient: Recipient{UserID: "bob", OnlineDevices: tt.online}, User: u, ProviderOf: providerOf, Now: now})
 			if d.UserID != "bob" {
 				t.Errorf("UserID = %q", d.UserID)
@@ -329,10 +336,7 @@ func TestDecideMessage(t *testing.T) {
 			}
 			n := testNotification()
 			n.Push = tt.push
-			r, err := NewRenderer(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRenderer(t, &p)
 			u := store.User{Devices: []store.Device{device("phone", "hw"), device("ipad", "apns")}}
 			d := Decide(r, Input{Notification: n, Recipient: Recipient{UserID: "bob"}, User: u, ProviderOf: providerOf, Now: noon})
 			if len(d.Deliveries) != 2 {
@@ -365,10 +369,7 @@ func TestDecideMessage(t *testing.T) {
 // providers.Message), but never the request's own map or badge.
 func TestDecideDeliveriesDoNotShareTheRequest(t *testing.T) {
 	p := testPolicy()
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	n := testNotification()
 	three := 3
 	n.Push = &Push{Badge: &three, Data: map[string]string{"k": "v"}}
@@ -388,10 +389,7 @@ func TestDecideDeliveriesDoNotShareTheRequest(t *testing.T) {
 // that map itself, so the recipients of one notification share one.
 func TestDecideUsesTheGivenData(t *testing.T) {
 	p := testPolicy()
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	n := testNotification()
 	data := Data(n)
 	d := Decide(r, Input{Notification: n, Recipient: Recipient{UserID: "bob"}, User: testUser(), ProviderOf: providerOf, Now: noon, Data: data})
@@ -408,10 +406,7 @@ func TestDecideUsesTheGivenData(t *testing.T) {
 
 func TestDecideNilProviderOf(t *testing.T) {
 	p := testPolicy()
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	d := Decide(r, Input{Notification: testNotification(), Recipient: Recipient{UserID: "bob"}, User: testUser(), Now: noon})
 	want := []Skip{{DeviceID: "phone", Reason: NoUsableBinding}, {DeviceID: "ipad", Reason: NoUsableBinding}}
 	if diff := cmp.Diff(want, d.Skipped); diff != "" || len(d.Deliveries) != 0 {
@@ -422,10 +417,7 @@ func TestDecideNilProviderOf(t *testing.T) {
 func TestDecideRenderErrorCounted(t *testing.T) {
 	p := testPolicy()
 	p.Templates = []config.Template{{Title: "{{.Sender.Nickname}}", Body: "{{.Text}}!"}}
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	d := Decide(r, Input{Notification: testNotification(), Recipient: Recipient{UserID: "bob"}, User: testUser(), ProviderOf: providerOf, Now: noon})
 	if len(d.RenderErrors) != 1 || !strings.Contains(d.RenderErrors[0].Error(), "Nickname") {
 		t.Fatalf("RenderErrors = %v", d.RenderErrors)
@@ -447,10 +439,7 @@ func TestDecideRenderErrorCounted(t *testing.T) {
 // dispatcher does; run with -race it checks the zone cache.
 func TestDecideConcurrent(t *testing.T) {
 	p := testPolicy()
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	zones := []string{"Asia/Shanghai", "Europe/Berlin", "America/New_York", "Nowhere/Else", ""}
 	done := make(chan struct{})
 	for i := range 8 {

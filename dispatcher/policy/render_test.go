@@ -111,10 +111,7 @@ func TestRender(t *testing.T) {
 			if tt.notif != nil {
 				tt.notif(n)
 			}
-			r, err := NewRenderer(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRenderer(t, &p)
 			got := r.Render(n, "bob", tt.language)
 			if got.Title != tt.wantTitle || got.Body != tt.wantBody {
 				t.Errorf("got title %q body %q, want %q %q", got.Title, got.Body, tt.wantTitle, tt.wantBody)
@@ -148,10 +145,7 @@ func TestRenderBounds(t *testing.T) {
 			if tt.template != "" {
 				p.Templates = []config.Template{{Body: tt.template}}
 			}
-			r, err := NewRenderer(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRenderer(t, &p)
 			n := testNotification()
 			n.Message.Text = tt.text
 			if tt.override != "" {
@@ -173,10 +167,7 @@ func TestRenderBounds(t *testing.T) {
 
 func TestRenderShortTextUntouched(t *testing.T) {
 	p := testPolicy()
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	n := testNotification()
 	n.Message.Text = strings.Repeat("a", MaxTextBytes)
 	if got := r.Render(n, "bob", "").Body; got != n.Message.Text {
@@ -218,10 +209,7 @@ func TestNewRendererCopiesPolicy(t *testing.T) {
 	p := testPolicy()
 	p.QuietHours = &config.QuietHours{Start: "11:00", End: "13:00"}
 	p.Templates = []config.Template{{Body: "before"}}
-	r, err := NewRenderer(&p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRenderer(t, &p)
 	p.QuietHours.Start = "13:00"
 	p.Templates[0].Body = "after"
 	p.ShowContent = false
