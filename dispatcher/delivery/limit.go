@@ -7,25 +7,29 @@ import (
 )
 
 // limiter adapts how many sends a provider's pool makes at once, below the
-// cap its HTTP/2 stream limits allow, from the round-trip times of the
-// provider's answers (the idea of TCP Vegas). While a round's mean stays
-// within latencyTolerance of the lowest time seen recently and sends were
-// waiting, it allows more; once the mean rises past that, sends are queueing
-// somewhere (this process's CPU, the connection, the provider) and more of
-// them at once only adds goroutines, buffers and latency, so it allows
-// fewer, never below floor. Under a backlog (half the queue waiting for this
-// provider) it allows more whatever the round trips say: the notifications
-// are late already, and only throughput drains them.
+// cap its HTTP/2 stream limits allow, in rounds of answers.
 //
-// Measured on the bench (docs/performance.md): with every send allowed up
-// to the 1000-stream cap, a CPU-bound dispatcher at half load held far more
-// sends in flight than it needed, which cost stacks and buffers and raised
-// the tail latency. Round trips alone cannot tell this process's CPU
-// queueing from the provider's: on 2 busy cores the round trips to a 20 ms
-// provider doubled from local CPU queueing, the limit stayed at its floor
-// with the queue full, and fewer notifications were sent than with 1000 at
-// once; hence the backlog rule. A floor of 64 capped a 20 ms provider at
-// 3,200 sends/s, hence DefaultMinWorkers.
+// Round trips first (the idea of TCP Vegas): while a round's mean stays
+// within latencyTolerance of the lowest time seen recently, sends are not
+// queueing anywhere, and if some waited for a worker it allows more. Once
+// the mean rises past that, sends are queueing somewhere: at the provider,
+// on the connection, or for this process's CPU. If none waited, it allows
+// fewer, never below floor: more at once would only add goroutines, buffers
+// and latency.
+//
+// If sends waited while the round trips queue, round trips cannot tell
+// whether more at once would help: on 2 busy cores the round trips to a
+// 20 ms provider doubled from this process's CPU queueing alone, and a rule
+// that lowered the limit then sent fewer notifications than more at once
+// did; a rule that raised it under a backlog held 1000 sends per provider in
+// flight on a CPU-bound dispatcher, each a goroutine, a stream goroutine and
+// buffers, for no more answers than a few hundred gave (docs/performance.md).
+// So then it climbs the answer rate (perturb and observe): each round it
+// moves the limit by climbStep, keeps moving the same way while the answers
+// per second rise with it, turns back when they fall, and steps down when
+// they do not change (as many answers with fewer sends at once) and on the
+// first such round. Rounds last at least minRoundTime, so a collector cycle
+// or a scheduling hiccup does not pass for the limit's effect.
 type limiter struct {
 	mu sync.Mutex
 	// limit is the current allowance: min(floor, cap) <= limit <= cap.
@@ -35,16 +39,22 @@ type limiter struct {
 	// slower for good within two windows.
 	minCur, minPrev time.Duration
 	windowStart     time.Time
-	// The round being measured: the sum and number of its round trips,
-	// whether sends were waiting during it, and whether a backlog was.
-	sum              time.Duration
-	n                int
-	waiting, backlog bool
+	// The round being measured: when it started, the sum and number of its
+	// round trips, and whether sends were waiting for a worker during it.
+	roundStart time.Time
+	sum        time.Duration
+	n          int
+	waiting    bool
+	// lastRate is the answers per second of the previous round if the
+	// limit climbed after it (0 otherwise), and lastDir the way it moved:
+	// the climb compares rounds pairwise.
+	lastRate float64
+	lastDir  float64
 }
 
 const (
 	// latencyTolerance: a round whose mean round trip exceeds this many
-	// times the baseline, plus latencySlack, lowers the limit.
+	// times the baseline, plus latencySlack, is queueing.
 	latencyTolerance = 2
 	// latencySlack absorbs scheduling noise when the baseline is well
 	// under a millisecond (a provider in the same cluster, the fakes).
@@ -56,6 +66,14 @@ const (
 	roundMin = 16
 	// decrease is the factor a slow round multiplies the limit by.
 	decrease = 0.9
+	// minRoundTime: a round also lasts at least this long, so its answer
+	// rate averages over several collector cycles' worth of noise.
+	minRoundTime = 200 * time.Millisecond
+	// climbStep is the fraction a climbing round moves the limit by, and
+	// climbGain the change of the answer rate that counts as one: a step
+	// that adds a fifth of the sends must add a twentieth of the answers.
+	climbStep = 0.2
+	climbGain = 0.05
 )
 
 func newLimiter(floor, limit int) *limiter {
@@ -86,10 +104,10 @@ func (l *limiter) current() int {
 	return int(l.limit)
 }
 
-// observe records one answer's round trip, and how many sends were waiting
-// for a worker when it came, of at most capacity; at the end of a round it
-// returns the new limit and whether it changed.
-func (l *limiter) observe(now time.Time, rtt time.Duration, queued, capacity int) (int, bool) {
+// observe records one answer's round trip and how many sends were waiting
+// for a worker when it came; at the end of a round it returns the new limit
+// and whether it changed.
+func (l *limiter) observe(now time.Time, rtt time.Duration, queued int) (int, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.windowStart) >= minRTTWindow {
@@ -97,25 +115,68 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, queued, capacity int
 	} else if rtt < l.minCur {
 		l.minCur = rtt
 	}
+	if l.roundStart.IsZero() {
+		// The first round began when its first send was made.
+		l.roundStart = now.Add(-rtt)
+	}
 	l.sum += rtt
 	l.n++
 	l.waiting = l.waiting || queued > 0
-	l.backlog = l.backlog || 2*queued >= capacity
-	if l.n < roundSize(int(l.limit)) {
+	elapsed := now.Sub(l.roundStart)
+	if l.n < roundSize(int(l.limit)) || elapsed < minRoundTime {
 		return int(l.limit), false
 	}
+	old := int(l.limit)
 	mean := l.sum / time.Duration(l.n)
 	base := l.minCur
 	if l.minPrev > 0 && l.minPrev < base {
 		base = l.minPrev
 	}
-	old := int(l.limit)
-	switch {
-	case !l.backlog && mean > latencyTolerance*base+latencySlack:
-		l.limit = max(min(l.floor, l.cap), l.limit*decrease)
-	case l.backlog || l.waiting:
-		l.limit = min(l.cap, l.limit+max(1, math.Sqrt(l.limit)))
+	queueing := mean > latencyTolerance*base+latencySlack
+	if queueing && l.waiting {
+		l.climb(float64(l.n) / elapsed.Seconds())
+	} else {
+		l.lastRate, l.lastDir = 0, 0
+		switch {
+		case queueing:
+			l.limit = l.lower(l.limit * decrease)
+		case l.waiting:
+			l.limit = min(l.cap, l.limit+max(1, math.Sqrt(l.limit)))
+		}
 	}
-	l.sum, l.n, l.waiting, l.backlog = 0, 0, false, false
+	l.roundStart, l.sum, l.n, l.waiting = now, 0, 0, false
 	return int(l.limit), int(l.limit) != old
+}
+
+// climb moves the limit after a round of queueing answers, with sends
+// waiting, that came at rate per second: the way the previous move went
+// while the rate rose with it, back when it fell, and down when it stayed
+// (fewer sends for the same answers) or on the first such round.
+func (l *limiter) climb(rate float64) {
+	dir := -1.0
+	switch {
+	case l.lastRate == 0:
+	case rate > l.lastRate*(1+climbGain):
+		dir = l.lastDir
+	case rate < l.lastRate*(1-climbGain):
+		dir = -l.lastDir
+	}
+	// At a bound only the other way can be tried.
+	switch {
+	case dir < 0 && l.limit <= l.lower(0):
+		dir = 1
+	case dir > 0 && l.limit >= l.cap:
+		dir = -1
+	}
+	if dir > 0 {
+		l.limit = min(l.cap, l.limit*(1+climbStep)+1)
+	} else {
+		l.limit = l.lower(l.limit * (1 - climbStep))
+	}
+	l.lastRate, l.lastDir = rate, dir
+}
+
+// lower is limit, but not below the floor (or the cap when that is lower).
+func (l *limiter) lower(limit float64) float64 {
+	return max(min(l.floor, l.cap), limit)
 }

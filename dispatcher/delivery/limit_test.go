@@ -1,25 +1,62 @@
 package delivery
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
 
-// testQueue is the queue capacity the tests' answers report.
-const testQueue = 100
-
-// rounds feeds the limiter n rounds of answers that all took rtt and saw
-// queued sends waiting, starting at *now and 100 µs apart, and returns the
-// limit after them.
+// rounds feeds the limiter n rounds of answers that all took rtt, with
+// queued sends waiting, spread evenly over minRoundTime from *now, and
+// returns the limit after them.
 func rounds(l *limiter, now *time.Time, n int, rtt time.Duration, queued int) int {
 	limit := l.current()
 	for range n {
-		for size := roundSize(limit); size > 0; size-- {
-			*now = now.Add(100 * time.Microsecond)
-			limit, _ = l.observe(*now, rtt, queued, testQueue)
+		size := roundSize(limit)
+		for range size {
+			*now = now.Add(minRoundTime / time.Duration(size))
+			limit, _ = l.observe(*now, rtt, queued)
 		}
 	}
 	return limit
+}
+
+// waitingRounds feeds the limiter n rounds with sends waiting, its answers
+// coming at rateOf(limit) per second and each taking as long as Little's
+// law says for that many at once, except the first of each round, which
+// takes fastest (the provider's own time: some send always meets no
+// queue); it returns the limits after each round.
+func waitingRounds(l *limiter, now *time.Time, n int, fastest time.Duration, rateOf func(limit int) float64) []int {
+	var limits []int
+	for range n {
+		limit := l.current()
+		rate := rateOf(limit)
+		gap := time.Duration(float64(time.Second) / rate)
+		rtt := fastest
+		for {
+			*now = now.Add(gap)
+			l.observe(*now, rtt, 1)
+			if l.n == 0 {
+				break
+			}
+			rtt = time.Duration(float64(limit) / rate * float64(time.Second))
+		}
+		limits = append(limits, l.current())
+	}
+	return limits
+}
+
+// oneStepBelowCap is where a climb at the cap 1000 dips to: a step down
+// from the cap costs answers, so it goes back up.
+const oneStepBelowCap = int(1000 * (1 - climbStep))
+
+// inRange fails t unless every limit from the index from on lies in
+// [lo, hi].
+func inRange(t *testing.T, what string, limits []int, from, lo, hi int) {
+	t.Helper()
+	if slices.Min(limits[from:]) < lo || slices.Max(limits[from:]) > hi {
+		t.Fatalf("limits %s: %v; want those from round %d within [%d, %d]", what, limits, from+1, lo, hi)
+	}
 }
 
 func TestLimiterStartsAtTheCap(t *testing.T) {
@@ -39,50 +76,35 @@ func TestLimiterStartsAtTheCap(t *testing.T) {
 }
 
 // started is a limiter with floor 64 capped at c, after one round of base
-// round trips with a send waiting, and the time after that round.
+// round trips, and the time after that round.
 func started(c int, base time.Duration) (*limiter, time.Time) {
 	l := newLimiter(64, 64)
 	l.setCap(c)
 	now := t0
-	rounds(l, &now, 1, base, 1)
+	rounds(l, &now, 1, base, 0)
 	return l, now
 }
 
 func TestLimiterShrinksWhenRoundTripsQueue(t *testing.T) {
 	l, now := started(1000, 20*time.Millisecond)
 	// Twice the baseline plus the slack is still fine...
-	if got := rounds(l, &now, 5, 40*time.Millisecond, 1); got != 1000 {
+	if got := rounds(l, &now, 5, 40*time.Millisecond, 0); got != 1000 {
 		t.Fatalf("limit at twice the baseline %d, want 1000", got)
 	}
-	// ...more is queueing: the limit falls by a tenth per round.
-	if got := rounds(l, &now, 1, 60*time.Millisecond, 1); got != 900 {
+	// ...more is queueing: with nothing waiting the limit falls by a tenth
+	// per round.
+	if got := rounds(l, &now, 1, 60*time.Millisecond, 0); got != 900 {
 		t.Fatalf("limit after one slow round %d, want 900", got)
 	}
 	// Never below the floor, however slow.
-	if got := rounds(l, &now, 100, time.Second, 1); got != 64 {
+	if got := rounds(l, &now, 35, time.Second, 0); got != 64 {
 		t.Fatalf("limit after many slow rounds %d, want the floor 64", got)
-	}
-}
-
-// Under a backlog the limit grows however slow the answers: the round trips
-// may be this process's own CPU queueing, and only throughput drains it.
-func TestLimiterGrowsUnderABacklog(t *testing.T) {
-	l, now := started(1000, 20*time.Millisecond)
-	low := rounds(l, &now, 30, 100*time.Millisecond, testQueue/2-1)
-	if low >= 1000 {
-		t.Fatalf("limit did not fall with slow answers and less than half the queue waiting: %d", low)
-	}
-	if got := rounds(l, &now, 1, 100*time.Millisecond, testQueue/2); got <= low {
-		t.Fatalf("limit after a slow round with half the queue waiting %d, want more than %d", got, low)
-	}
-	if got := rounds(l, &now, 200, 100*time.Millisecond, testQueue); got != 1000 {
-		t.Fatalf("limit after slow rounds with a full queue %d, want the cap 1000", got)
 	}
 }
 
 func TestLimiterGrowsOnlyWhileSendsWait(t *testing.T) {
 	l, now := started(500, time.Millisecond)
-	low := rounds(l, &now, 40, 50*time.Millisecond, 1)
+	low := rounds(l, &now, 40, 50*time.Millisecond, 0)
 	if low >= 500 {
 		t.Fatalf("limit did not fall: %d", low)
 	}
@@ -96,11 +118,65 @@ func TestLimiterGrowsOnlyWhileSendsWait(t *testing.T) {
 	}
 }
 
+// With sends waiting, slow round trips are not trusted: the limit climbs
+// while the answer rate rises with it (a provider 100 ms away), up to the
+// cap, however slow the answers.
+func TestLimiterClimbsWithTheAnswerRate(t *testing.T) {
+	l, now := started(1000, 20*time.Millisecond)
+	low := rounds(l, &now, 30, 100*time.Millisecond, 0)
+	if low >= 1000 {
+		t.Fatalf("limit did not fall with slow answers and nothing waiting: %d", low)
+	}
+	provider := func(limit int) float64 { return float64(limit) / 0.1 }
+	limits := waitingRounds(l, &now, 60, 100*time.Millisecond, provider)
+	if !slices.Contains(limits, 1000) {
+		t.Fatalf("limits with answers rising with them %v, want them to reach the cap 1000", limits)
+	}
+	inRange(t, "with answers rising with them", limits, 40, oneStepBelowCap, 1000)
+}
+
+// Where the answers stop rising with the limit past a knee (the process's
+// CPU, not the provider, bounds them, and its queueing makes every round
+// trip far slower than the provider's 1 ms), the limit comes down from the
+// cap and stays near the knee: as many answers with fewer sends, each a
+// goroutine and buffers. With answers that do not rise at all, it goes down
+// to the floor (and a step above it, trying). And when the provider is the
+// bound again, it climbs back.
+func TestLimiterStaysNearTheKnee(t *testing.T) {
+	const knee = 300
+	l, now := started(1000, time.Millisecond)
+	limits := waitingRounds(l, &now, 100, time.Millisecond, func(limit int) float64 { return float64(min(limit, knee)) / 0.02 })
+	inRange(t, "with a knee at 300", limits, 60, knee*7/10, knee*15/10)
+
+	flat := waitingRounds(l, &now, 100, time.Millisecond, func(int) float64 { return 4000 })
+	stepAboveFloor := 64*(1+climbStep) + 1
+	inRange(t, "with a flat answer rate", flat, 60, 64, int(stepAboveFloor))
+
+	up := waitingRounds(l, &now, 60, time.Millisecond, func(limit int) float64 { return float64(limit) / 0.02 })
+	inRange(t, "once answers rise with them again", up, 40, oneStepBelowCap, 1000)
+}
+
+// Noise in the answer rate smaller than climbGain does not move the limit
+// off the knee, and the climb finds it from the floor.
+func TestLimiterClimbToleratesNoise(t *testing.T) {
+	const knee = 400
+	l, now := started(1000, time.Millisecond)
+	l.limit = 64
+	i := 0
+	noisy := func(limit int) float64 {
+		i++
+		noise := 1 + 0.02*float64(i%3-1) // -2%, 0, +2%
+		return float64(min(limit, knee)) / 0.02 * noise
+	}
+	limits := waitingRounds(l, &now, 120, time.Millisecond, noisy)
+	inRange(t, "with a knee at 400 and ±2% noise", limits, 80, knee*7/10, knee*15/10)
+}
+
 // A provider that became slower for good sets the baseline within two
 // windows, and the limit grows again at its new round trip.
 func TestLimiterFollowsASlowerProvider(t *testing.T) {
 	l, now := started(1000, time.Millisecond)
-	rounds(l, &now, 30, 100*time.Millisecond, 1)
+	rounds(l, &now, 30, 100*time.Millisecond, 0)
 	if got := l.current(); got > 100 {
 		t.Fatalf("limit %d after the provider slowed down, want it lowered", got)
 	}
@@ -121,5 +197,8 @@ func TestLimiterCapBelowFloor(t *testing.T) {
 	now := t0
 	if got := rounds(l, &now, 20, time.Second, 1); got != 10 {
 		t.Fatalf("limit %d after slow rounds, want the cap 10", got)
+	}
+	if got := rounds(l, &now, 20, time.Second, 0); got != 10 {
+		t.Fatalf("limit %d after slow rounds, nothing waiting, want the cap 10", got)
 	}
 }

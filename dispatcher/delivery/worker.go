@@ -248,7 +248,7 @@ func (e *Engine) attempt(p *pool, j *job) {
 	prov, cert := string(c.cert.Provider), c.cert.Name
 	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
 	if p.lim != nil && answered(res.Outcome) {
-		if n, changed := p.lim.observe(end, end.Sub(now), len(p.jobs), cap(p.jobs)); changed {
+		if n, changed := p.lim.observe(end, end.Sub(now), len(p.jobs)); changed {
 			e.setTarget(p, n)
 		}
 	}
