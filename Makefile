@@ -55,6 +55,10 @@ test: k8s-bin $(CONTROLLER_GEN) $(KUSTOMIZE) ## Run all tests (race detector) ag
 bench: k8s-bin build ## Run the benchmarks and print figures.
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" go run ./hack/bench $(BENCH_FLAGS)
 
+.PHONY: bench-go
+bench-go: ## Run the dispatcher's in-process Go benchmarks (per notification, store read, APNs payload).
+	go test -run '^$$' -bench . -benchmem $(GO_BENCH_FLAGS) ./dispatcher/...
+
 ##@ Build
 .PHONY: build
 build: ## Build the manager and dispatcher binaries into bin/.
