@@ -72,6 +72,8 @@ var (
 // Store is what the API server and the delivery engine need.
 type Store interface {
 	// Get returns the user's record; a user never seen is an empty record.
+	// It reads the store's cache and must not block: the delivery engine
+	// calls it for every recipient without a deadline.
 	Get(ctx context.Context, user string) (User, error)
 	// Bind adds or replaces the binding of device for b.CertificateName and
 	// returns once the write is committed. It enforces maxDevicesPerUser by
