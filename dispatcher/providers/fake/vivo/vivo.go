@@ -65,7 +65,8 @@ const (
 )
 
 // Categories vivo accepts, by the classification they belong to (1 system,
-// 0 operational); providers.md §7 "Limits".
+// 0 operational); providers.md §7 "Limits". "TODO" is vivo's own name of its
+// to-do reminder category, a protocol value.
 var categories = map[string]int{
 	"IM": 1, "ACCOUNT": 1, "TODO": 1, "DEVICE_REMINDER": 1, "ORDER": 1, "SUBSCRIPTION": 1,
 	"NEWS": 0, "CONTENT": 0, "MARKETING": 0, "SOCIAL": 0,
