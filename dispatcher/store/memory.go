@@ -38,7 +38,7 @@ func NewMemory(cfg config.TokenStore, now func() time.Time) *Memory {
 func (m *Memory) read(_ context.Context, user string) (User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return readUser(m.shards[ShardIndex(user, m.cfg.Shards)], UserKey(user))
+	return lookupUser(m.shards[ShardIndex(user, m.cfg.Shards)], user)
 }
 
 func (m *Memory) apply(ctx context.Context, o *op) error {

@@ -205,7 +205,7 @@ func (s *Secrets) read(_ context.Context, user string) (User, error) {
 	if sec == nil {
 		return User{}, s.missing(sh)
 	}
-	u, err := readUser(sec.Data, UserKey(user))
+	u, err := lookupUser(sec.Data, user)
 	if err != nil {
 		return User{}, fmt.Errorf("user record in shard %s: %w", sh.name, err)
 	}

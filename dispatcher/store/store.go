@@ -91,9 +91,12 @@ type Store interface {
 	RemoveToken(ctx context.Context, user, device, certificate, token string, notAfter time.Time) (removed bool, err error)
 }
 
+// maxUserBytes is the longest user id.
+const maxUserBytes = 128
+
 // ValidUser checks a user id against the store's rules.
 func ValidUser(user string) error {
-	if len(user) == 0 || len(user) > 128 {
+	if len(user) == 0 || len(user) > maxUserBytes {
 		return ErrInvalidUser
 	}
 	return nil

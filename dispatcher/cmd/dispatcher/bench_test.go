@@ -46,15 +46,23 @@ type benchSource struct{ cfg *config.Config }
 func (s benchSource) Config() (*config.Config, string) { return s.cfg, "bench" }
 func (s benchSource) Token() []byte                    { return []byte("bench-token") }
 
-// BenchmarkNotification is the dispatcher's own cost per single-recipient
-// notification, from the HTTP handler (decode, validation, Submit with its
-// store read, policy and queueing) through a worker to a provider client
-// that answers at once, with 20,000 one-device users in the store. It is
-// the part of `make bench`'s "dispatcher CPU beyond the client library"
-// that needs no network, the load or a fake, so it can be profiled alone:
+// BenchmarkNotification is the dispatcher's own cost per notification,
+// from the HTTP handler (decode, validation, Submit with its store reads,
+// policy and queueing) through a worker to a provider client that answers
+// at once, with 20,000 one-device users in the store: for one recipient per
+// request, and for group messages of 500 recipients (where ns/delivery and
+// B/delivery are the figures to compare with the single case). It is the
+// part of `make bench`'s "dispatcher CPU beyond the client library" that
+// needs no network, the load or a fake, so it can be profiled alone:
 //
-//	go test -run '^$' -bench Notification -cpuprofile cpu.out ./dispatcher/cmd/dispatcher
+//	go test -run '^$' -bench Notification/recipients=1$ -cpuprofile cpu.out ./dispatcher/cmd/dispatcher
 func BenchmarkNotification(b *testing.B) {
+	for _, recipients := range []int{1, 500} {
+		b.Run(fmt.Sprintf("recipients=%d", recipients), func(b *testing.B) { benchmarkNotification(b, recipients) })
+	}
+}
+
+func benchmarkNotification(b *testing.B, recipients int) {
 	const users = 20000
 	cfg := &config.Config{
 		Version: config.Version, Tenant: "bench", Namespace: "ns", Replicas: 1,
@@ -73,7 +81,7 @@ func BenchmarkNotification(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	client := &answering{done: make(chan struct{}), want: int64(b.N)}
+	client := &answering{done: make(chan struct{}), want: int64(b.N * recipients)}
 	engine := delivery.New(delivery.Options{Store: tokens, Logger: logr.Discard(), Registerer: prometheus.NewRegistry()})
 	defer engine.Drain(context.Background())
 	if err := engine.SetConfig(cfg, map[string]providers.Client{"apns": client}); err != nil {
@@ -84,10 +92,21 @@ func BenchmarkNotification(b *testing.B) {
 	srv := server.New(server.Options{Store: tokens, Engine: engineAPI{engine}, Config: src, Token: src,
 		Metrics: server.NewMetrics(reg), Gatherer: reg, Logger: logr.Discard()})
 
+	conversation := `{"id":"c-1","type":"single"}`
+	if recipients > 1 {
+		conversation = `{"id":"g-1","type":"group","name":"Bench group"}`
+	}
 	bodies := make([][]byte, 1024)
 	for i := range bodies {
+		var to bytes.Buffer
+		for r := range recipients {
+			if r > 0 {
+				to.WriteByte(',')
+			}
+			fmt.Fprintf(&to, `{"userId":"user-%05d"}`, (i*19+r*37)%users)
+		}
 		bodies[i] = []byte(`{"id":"` + fmt.Sprintf("n-%d", i) + `","sender":{"id":"bench-sender","displayName":"Bench"},` +
-			`"conversation":{"id":"c-1","type":"single"},"recipients":[{"userId":"` + fmt.Sprintf("user-%05d", i*19%users) + `"}],` +
+			`"conversation":` + conversation + `,"recipients":[` + to.String() + `],` +
 			`"message":{"text":"hello from the benchmark"},"push":{"data":{"sentAt":"1765000000000000000"}}}`)
 	}
 	// Requests built by hand, not by httptest.NewRequest, which parses a
@@ -129,4 +148,9 @@ func BenchmarkNotification(b *testing.B) {
 		}
 	})
 	<-client.done
+	b.StopTimer()
+	if recipients > 1 {
+		deliveries := float64(b.N * recipients)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+	}
 }
