@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	// encoding/json's API and errors on the v2 decoder: it decodes a
+	// request in about half the time and allocations, and its type errors
+	// carry array indexes (recipients.3.userId, shown as recipients[3].userId).
+	json "github.com/go-json-experiment/json/v1"
 )
 
 const (
@@ -89,7 +93,7 @@ func decodeJSON(data []byte, v any, prefix string) *apiError {
 
 func decodeError(err error, prefix string) *apiError {
 	if e, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		field := joinField(prefix, e.Field)
+		field := joinField(prefix, indexPath(e.Field))
 		return newError(http.StatusBadRequest, CodeInvalidField, field, "%s must be %s, not a JSON %s", orBody(field), jsonKind(e.Type), e.Value)
 	}
 	if e, ok := errors.AsType[*json.SyntaxError](err); ok {
@@ -113,6 +117,25 @@ func decodeError(err error, prefix string) *apiError {
 		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "request body is empty")
 	}
 	return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "invalid JSON: %v", err)
+}
+
+// indexPath writes the decoder's array indexes as the API's other errors
+// do: recipients.3.userId becomes recipients[3].userId. (A numeric key of a
+// map, as in push.data, reads as an index too; the field is still found.)
+func indexPath(field string) string {
+	parts := strings.Split(field, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		if _, err := strconv.ParseUint(p, 10, 64); err == nil && i > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 func joinField(prefix, field string) string {

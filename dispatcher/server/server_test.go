@@ -409,7 +409,7 @@ func TestBadInput(t *testing.T) {
 		{"notify: online device too long", "POST", "/v1/notifications", withField("recipients", []any{map[string]any{"userId": "a", "onlineDevices": []string{"ok", long}}}), 400, CodeInvalidField, "recipients[0].onlineDevices[1]"},
 		{"notify: too many mentions", "POST", "/v1/notifications", withField("message.mentions", make([]string, MaxMentions+1)), 400, CodeInvalidField, "message.mentions"},
 		{"notify: recipients not an array", "POST", "/v1/notifications", withField("recipients", "bob"), 400, CodeInvalidField, "recipients"},
-		{"notify: userId not a string", "POST", "/v1/notifications", withField("recipients", []any{map[string]any{"userId": 7}}), 400, CodeInvalidField, "recipients.userId"},
+		{"notify: userId not a string", "POST", "/v1/notifications", withField("recipients", []any{map[string]any{"userId": "a"}, map[string]any{"userId": 7}}), 400, CodeInvalidField, "recipients[1].userId"},
 		{"notify: unknown field", "POST", "/v1/notifications", withField("priority", "high"), 400, CodeUnknownField, "priority"},
 		{"notify: unknown nested field", "POST", "/v1/notifications", withField("message.html", "<b>"), 400, CodeUnknownField, "html"},
 		{"notify: too deep", "POST", "/v1/notifications", deep, 400, CodeInvalidJSON, ""},
