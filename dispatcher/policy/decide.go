@@ -1,8 +1,9 @@
 package policy
 
 import (
+	"cmp"
 	"maps"
-	"sort"
+	"slices"
 	"time"
 
 	// Zone data is compiled in so the operator (validating zones) and every
@@ -291,9 +292,12 @@ func orderBindings(bs []store.Binding, providerOf func(string) (config.Provider,
 			out = append(out, Binding{Binding: b, Provider: prov})
 		}
 	}
+	if len(out) < 2 {
+		return out
+	}
 	fcmFirst := preference == FCMFirst
-	sort.SliceStable(out, func(i, j int) bool {
-		return providerRank(out[i].Provider, fcmFirst) < providerRank(out[j].Provider, fcmFirst)
+	slices.SortStableFunc(out, func(a, b Binding) int {
+		return cmp.Compare(providerRank(a.Provider, fcmFirst), providerRank(b.Provider, fcmFirst))
 	})
 	return out
 }
