@@ -11,9 +11,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	// encoding/json's API and errors on the v2 decoder: it decodes a
-	// request in about half the time and allocations, and its type errors
-	// carry array indexes (recipients.3.userId, shown as recipients[3].userId).
+	// encoding/json's API and errors on the v2 decoder: 10 allocations
+	// and about 6% of the time fewer per notification than encoding/json
+	// (BenchmarkNotification), and its type errors carry array indexes
+	// (recipients.3.userId, shown as recipients[3].userId).
 	json "github.com/go-json-experiment/json/v1"
 )
 
