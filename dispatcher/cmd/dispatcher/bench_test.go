@@ -50,8 +50,8 @@ func (s benchSource) Token() []byte                    { return []byte("bench-to
 // from the HTTP handler (decode, validation, Submit with its store reads,
 // policy and queueing) through a worker to a provider client that answers
 // at once, with 20,000 one-device users in the store: for one recipient per
-// request, and for group messages of 500 recipients (where ns/delivery and
-// B/delivery are the figures to compare with the single case). It is the
+// request, and for group messages of 500 recipients (where ns/delivery, and
+// B/op and allocs/op over 500, compare with the single case). It is the
 // part of `make bench`'s "dispatcher CPU beyond the client library" that
 // needs no network, the load or a fake, so it can be profiled alone:
 //
