@@ -410,7 +410,11 @@ type dispatcherClient struct {
 	http             *fasthttp.HostClient
 }
 
-func newDispatcherClient(job loadJob, conns int) *dispatcherClient {
+// maxLoadConns bounds the load's connections to the dispatcher far above any
+// job's requests in flight.
+const maxLoadConns = 1 << 16
+
+func newDispatcherClient(job loadJob) *dispatcherClient {
 	u, err := url.Parse(job.DispatcherURL)
 	if err != nil || u.Scheme != "http" {
 		// The harness starts the dispatcher's API on plain loopback HTTP.
@@ -418,8 +422,12 @@ func newDispatcherClient(job loadJob, conns int) *dispatcherClient {
 	}
 	return &dispatcherClient{
 		host: u.Host, base: strings.TrimSuffix(job.DispatcherURL, "/"), auth: "Bearer " + job.Token,
+		// As many connections as requests in flight, as net/http's client
+		// opens: an open loop must not wait for a connection (its offered
+		// rate would drop while binds wait for the store's write budget),
+		// and fasthttp refuses at once when MaxConns are busy.
 		http: &fasthttp.HostClient{
-			Addr: u.Host, MaxConns: conns * 2, MaxIdleConnDuration: time.Minute,
+			Addr: u.Host, MaxConns: maxLoadConns, MaxIdleConnDuration: time.Minute,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		},
 	}
@@ -493,7 +501,7 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 	if job.Recipients < 1 {
 		job.Recipients = 1
 	}
-	d := newDispatcherClient(job, max(job.Concurrency, 64))
+	d := newDispatcherClient(job)
 	res := &loadResult{}
 	var (
 		next                    atomic.Int64
@@ -591,7 +599,7 @@ func acceptedToArrival(ctx context.Context, job loadJob, accepted map[int64]int6
 // or open loop at job.Rate. Only bindings the dispatcher confirmed (204)
 // within the window are listed in Bound, for the harness to count back.
 func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
-	d := newDispatcherClient(job, 64)
+	d := newDispatcherClient(job)
 	res := &loadResult{}
 	var (
 		mu      sync.Mutex
