@@ -406,22 +406,22 @@ func newID() string {
 // goroutine hand-offs per request; fasthttp's none). The dispatcher's side
 // of the connection is the same either way.
 type dispatcherClient struct {
-	host, base, auth string
-	http             *fasthttp.HostClient
+	base, auth string
+	http       *fasthttp.HostClient
 }
 
 // maxLoadConns bounds the load's connections to the dispatcher far above any
 // job's requests in flight.
 const maxLoadConns = 1 << 16
 
-func newDispatcherClient(job loadJob) *dispatcherClient {
+func newDispatcherClient(job loadJob) (*dispatcherClient, error) {
 	u, err := url.Parse(job.DispatcherURL)
-	if err != nil || u.Scheme != "http" {
-		// The harness starts the dispatcher's API on plain loopback HTTP.
-		panic(fmt.Sprintf("dispatcher URL %q: want http://host:port", job.DispatcherURL))
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		// The harness serves the dispatcher's API on plain loopback HTTP.
+		return nil, fmt.Errorf("dispatcher URL %q: want http://host:port", job.DispatcherURL)
 	}
 	return &dispatcherClient{
-		host: u.Host, base: strings.TrimSuffix(job.DispatcherURL, "/"), auth: "Bearer " + job.Token,
+		base: strings.TrimSuffix(job.DispatcherURL, "/"), auth: "Bearer " + job.Token,
 		// As many connections as requests in flight, as net/http's client
 		// opens: an open loop must not wait for a connection (its offered
 		// rate would drop while binds wait for the store's write budget),
@@ -430,7 +430,7 @@ func newDispatcherClient(job loadJob) *dispatcherClient {
 			Addr: u.Host, MaxConns: maxLoadConns, MaxIdleConnDuration: time.Minute,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		},
-	}
+	}, nil
 }
 
 // call sends one request and returns the status and the answer's body.
@@ -501,7 +501,10 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 	if job.Recipients < 1 {
 		job.Recipients = 1
 	}
-	d := newDispatcherClient(job)
+	d, err := newDispatcherClient(job)
+	if err != nil {
+		return nil, err
+	}
 	res := &loadResult{}
 	var (
 		next                    atomic.Int64
@@ -559,7 +562,7 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 	} else {
 		workers, loop = 1, openLoop(job.Rate, 512, &late, post)
 	}
-	err := measure(ctx, job, workers, loop, res)
+	err = measure(ctx, job, workers, loop, res)
 	res.Requests, res.Refused, res.Errors, res.Late = requests.Load(), refused.Load(), errs.Load(), late.Load()
 	if err == nil && job.Kind == jobRate {
 		res.Accepted, res.Unmatched, err = acceptedToArrival(ctx, job, accepted)
@@ -599,7 +602,10 @@ func acceptedToArrival(ctx context.Context, job loadJob, accepted map[int64]int6
 // or open loop at job.Rate. Only bindings the dispatcher confirmed (204)
 // within the window are listed in Bound, for the harness to count back.
 func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
-	d := newDispatcherClient(job)
+	d, err := newDispatcherClient(job)
+	if err != nil {
+		return nil, err
+	}
 	res := &loadResult{}
 	var (
 		mu      sync.Mutex
@@ -649,7 +655,7 @@ func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
 		var late atomic.Int64
 		workers, loop = 1, openLoop(job.Rate, 1<<20, &late, bind)
 	}
-	err := measure(ctx, job, workers, loop, res)
+	err = measure(ctx, job, workers, loop, res)
 	res.Requests, res.Errors = reqs.Load(), errs.Load()
 	res.PerSecond = float64(len(res.Bound)) / math.Max(res.Seconds, 1e-9)
 	return res, err
