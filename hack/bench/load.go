@@ -410,8 +410,10 @@ type dispatcherClient struct {
 	http       *fasthttp.HostClient
 }
 
-// maxLoadConns bounds the load's connections to the dispatcher far above any
-// job's requests in flight.
+// maxLoadConns lets the load open a connection per request in flight, as
+// net/http's client does: fasthttp refuses at once when MaxConns are busy,
+// and an open loop must not wait for one either (its offered rate would drop
+// while binds wait for the store's write budget).
 const maxLoadConns = 1 << 16
 
 func newDispatcherClient(job loadJob) (*dispatcherClient, error) {
@@ -422,10 +424,6 @@ func newDispatcherClient(job loadJob) (*dispatcherClient, error) {
 	}
 	return &dispatcherClient{
 		base: strings.TrimSuffix(job.DispatcherURL, "/"), auth: "Bearer " + job.Token,
-		// As many connections as requests in flight, as net/http's client
-		// opens: an open loop must not wait for a connection (its offered
-		// rate would drop while binds wait for the store's write budget),
-		// and fasthttp refuses at once when MaxConns are busy.
 		http: &fasthttp.HostClient{
 			Addr: u.Host, MaxConns: maxLoadConns, MaxIdleConnDuration: time.Minute,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
@@ -434,7 +432,7 @@ func newDispatcherClient(job loadJob) (*dispatcherClient, error) {
 }
 
 // call sends one request and returns the status and the answer's body.
-func (d *dispatcherClient) call(_ context.Context, method, path string, body []byte) (int, []byte, error) {
+func (d *dispatcherClient) call(method, path string, body []byte) (int, []byte, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -522,7 +520,7 @@ func runNotify(ctx context.Context, job loadJob) (*loadResult, error) {
 	post := func(counting *atomic.Bool) {
 		first := int(next.Add(int64(job.Recipients))) % job.Users
 		body, stamp := notificationBody(job, first)
-		code, answer, err := d.call(ctx, http.MethodPost, "/v1/notifications", body)
+		code, answer, err := d.call(http.MethodPost, "/v1/notifications", body)
 		c := counting.Load()
 		switch {
 		case err == nil && code == http.StatusAccepted && c && job.Kind == jobRate:
@@ -632,7 +630,7 @@ func runBind(ctx context.Context, job loadJob) (*loadResult, error) {
 		user := fmt.Sprintf("%s%06d", job.UserPrefix, i)
 		body, _ := json.Marshal(map[string]string{"certificateName": job.CertificateName, "token": TokenOf(job.Provider, 1_000_000+i)})
 		c := counting.Load()
-		code, _, err := d.call(ctx, http.MethodPut, "/v1/users/"+user+"/devices/phone", body)
+		code, _, err := d.call(http.MethodPut, "/v1/users/"+user+"/devices/phone", body)
 		if err == nil && code != http.StatusNoContent {
 			err = fmt.Errorf("HTTP %d", code)
 		}
