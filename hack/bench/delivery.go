@@ -385,6 +385,10 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			rep.add(section, "half load: accepted → provider p50", "ms", "", half.Accepted.P50)
 			rep.add(section, "half load: accepted → provider p99", "ms", "< 5", half.Accepted.P99)
 			rep.add(section, "half load: accepted → provider p99.9", "ms", "", half.Accepted.P999)
+			// CPU per notification away from overload: no full queue, no
+			// refused requests to retry, so it varies far less between runs
+			// than the saturated rows above and shows a change's effect.
+			rep.add(section, "half load: dispatcher CPU per 10k notifications", "CPU s", "", tenK(half.DispatcherCPU, half))
 			if half.Unmatched > 0 {
 				rep.note("%s half load: %d of %d accepted notifications had not reached the fake 2 s after the window", section, half.Unmatched, half.Accepted.Samples+half.Unmatched)
 			}
@@ -400,6 +404,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			noteErrors(rep, section+" half load, bare client", bare)
 			rep.add(section, "half load: bare client sent → provider p50", "ms", "", bare.Latency.P50)
 			rep.add(section, "half load: bare client sent → provider p99", "ms", "", bare.Latency.P99)
+			rep.add(section, "half load: bare client library CPU per 10k sends", "CPU s", "", tenK(bare.LoadCPU, bare))
 			rep.add(section, "half load: added by the dispatcher p50", "ms", "", half.Latency.P50-bare.Latency.P50)
 			rep.add(section, "half load: added by the dispatcher p99", "ms", "< 5", half.Latency.P99-bare.Latency.P99)
 		}
