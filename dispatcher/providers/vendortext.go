@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"hash/fnv"
 	"strconv"
@@ -17,6 +19,22 @@ func CollapseKey(m *Message) string {
 		return m.CollapseKey
 	}
 	return m.ID
+}
+
+// MaxCollapseID is the longest collapse id APNs takes (apns-collapse-id,
+// 64 bytes); FCM messages carry the same value for Android and APNs.
+const MaxCollapseID = 64
+
+// CollapseID is CollapseKey when it fits MaxCollapseID bytes, else its
+// SHA-256 in hex (64 bytes): deterministic, and two long keys sharing a
+// prefix do not collapse into each other.
+func CollapseID(m *Message) string {
+	key := CollapseKey(m)
+	if len(key) <= MaxCollapseID {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
 
 // NotifyID maps a collapse key onto 0..2147483647 with FNV-1a 32, so equal

@@ -16,6 +16,15 @@ func TestNotifyIDAndTTL(t *testing.T) {
 	if got := CollapseKey(&Message{ID: "n-9"}); got != "n-9" {
 		t.Errorf("CollapseKey without CollapseKey = %q, want the id", got)
 	}
+	// Both from outside Go: echo -n "$key" | sha256sum.
+	for key, want := range map[string]string{
+		strings.Repeat("k", 64): strings.Repeat("k", 64),
+		strings.Repeat("k", 65): "f39cdc2584758c99cf81c1f41d2572f54e17066afffc9d187aeafe5f7cbe2122",
+	} {
+		if got := CollapseID(&Message{ID: "n-9", CollapseKey: key}); got != want {
+			t.Errorf("CollapseID(%d bytes) = %q, want %q", len(key), got, want)
+		}
+	}
 	start := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		exp  time.Time

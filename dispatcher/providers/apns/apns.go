@@ -6,9 +6,7 @@ package apns
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -33,8 +31,6 @@ const (
 	// APNs answers PayloadTooLarge above these sizes.
 	maxPayload     = 4096
 	maxVoIPPayload = 5120
-	// maxCollapseID is the apns-collapse-id limit in bytes.
-	maxCollapseID = 64
 
 	pushTypeAlert      = "alert"
 	pushTypeBackground = "background"
@@ -203,7 +199,7 @@ func (c *Client) notification(m *providers.Message) *apns2.Notification {
 		Topic:       c.cred.topic,
 		PushType:    apns2.EPushType(pushType),
 		Priority:    apns2.PriorityHigh,
-		CollapseID:  collapseID(m),
+		CollapseID:  providers.CollapseID(m),
 		Expiration:  m.Expiration,
 	}
 	if canonicalUUID.MatchString(m.ID) {
@@ -219,21 +215,6 @@ func (c *Client) notification(m *providers.Message) *apns2.Notification {
 	}
 	n.Payload = fitPayload(m, pushType, limit)
 	return n
-}
-
-// collapseID is the message's collapse key (or id) when it fits the 64-byte
-// limit, else its SHA-256 in hex (64 bytes): deterministic, and two long keys
-// sharing a prefix do not collapse into each other.
-func collapseID(m *providers.Message) string {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
-	if len(key) <= maxCollapseID {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
 }
 
 // fitPayload encodes the payload, shortening the body (then the title) on

@@ -7,8 +7,6 @@ package fcm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,9 +38,6 @@ const (
 	maxPayload = 4096
 	// maxTTL is the longest android.ttl FCM accepts (28 days).
 	maxTTL = 28 * 24 * time.Hour
-	// maxCollapse keeps collapse keys within the 64 bytes apns-collapse-id
-	// allows, so one value serves android and apns.
-	maxCollapse = 64
 	// quotaBackoff is the least FCM asks clients to wait after a 429 that
 	// carries no Retry-After.
 	quotaBackoff = time.Minute
@@ -363,7 +358,7 @@ func aboutToken(err error) bool {
 // notification_count) and an apns block (priority, collapse id, badge,
 // sound, thread id), as providers.md §1 and §9 show.
 func (c *Client) message(m *providers.Message) *messaging.Message {
-	collapse := collapseKey(m)
+	collapse := providers.CollapseID(m)
 	background := m.PushType == "background"
 	msg := &messaging.Message{Token: m.Token, Data: m.Data}
 	android := &messaging.AndroidConfig{Priority: "high", CollapseKey: collapse}
@@ -395,21 +390,6 @@ func (c *Client) message(m *providers.Message) *messaging.Message {
 		fitNotification(msg, m.Title, m.Body)
 	}
 	return msg
-}
-
-// collapseKey is the message's collapse key (or id) when it fits 64 bytes,
-// else its SHA-256 in hex: deterministic, and long keys sharing a prefix do
-// not collapse into each other.
-func collapseKey(m *providers.Message) string {
-	key := m.CollapseKey
-	if key == "" {
-		key = m.ID
-	}
-	if len(key) <= maxCollapse {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
 }
 
 // fitNotification sets title and body, shortening the body (then the title)
