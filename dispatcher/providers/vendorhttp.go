@@ -79,6 +79,18 @@ func (c *TokenCache) Send(ctx context.Context, authFailed func(error) Result, se
 	return res, true
 }
 
+// SendOAuth is Send for the vendors whose access tokens come from an OAuth
+// token endpoint (Huawei, Honor): a failed fetch is classified by
+// AuthResult, and a send whose fresh token was rejected too is the
+// credential's fault (BadCredentials).
+func (c *TokenCache) SendOAuth(ctx context.Context, send func(token string) (res Result, rejected bool)) Result {
+	res, rejected := c.Send(ctx, AuthResult, send)
+	if rejected {
+		res.Outcome = BadCredentials
+	}
+	return res
+}
+
 // StatusResult classifies a vendor reply that carries none of the vendor's
 // own answer envelope (a gateway's or load balancer's page) by its HTTP
 // status: 401/403 are the credential, other 4xx but 408 and 429 the

@@ -145,13 +145,9 @@ func (c *client) Send(ctx context.Context, m *providers.Message) providers.Resul
 	if err != nil {
 		return providers.Result{Outcome: providers.BadMessage, Reason: "encode", Err: err}
 	}
-	res, expired := c.tokens.Send(ctx, providers.AuthResult, func(access string) (providers.Result, bool) {
+	return c.tokens.SendOAuth(ctx, func(access string) (providers.Result, bool) {
 		return c.send(ctx, body, m.Token, access)
 	})
-	if expired {
-		res.Outcome = providers.BadCredentials
-	}
-	return res
 }
 
 // send makes one attempt with the access token; expired reports that Push
