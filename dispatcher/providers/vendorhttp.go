@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -89,6 +90,49 @@ func (c *TokenCache) SendOAuth(ctx context.Context, send func(token string) (res
 		res.Outcome = BadCredentials
 	}
 	return res
+}
+
+// AuthCodeError is a token request the vendor answered in its own envelope
+// with a failure code (OPPO's code, vivo's result): the vendors that sign
+// their token requests instead of using OAuth.
+type AuthCodeError struct {
+	// Vendor names the vendor in the message; Field is its name for the code.
+	Vendor, Field string
+	Code          int
+	Message       string
+	Header        http.Header
+}
+
+func (e *AuthCodeError) Error() string {
+	return fmt.Sprintf("%s auth: %s %d: %s", e.Vendor, e.Field, e.Code, e.Message)
+}
+
+// AuthReplyError is a token request's reply without the vendor's envelope
+// (a gateway's or load balancer's page), or an envelope without a token.
+type AuthReplyError struct {
+	Vendor string
+	Reply  *Reply
+	Err    error
+}
+
+func (e *AuthReplyError) Error() string {
+	return fmt.Sprintf("%s auth: HTTP %d: %v", e.Vendor, e.Reply.Status, e.Err)
+}
+
+// CodeAuthResult is the outcome of a send whose token request failed with
+// err, for the vendors of AuthCodeError: the vendor's code as codeResult
+// classifies its send answers, a reply without the envelope by its HTTP
+// status, anything else as a transport failure.
+func CodeAuthResult(err error, now time.Time, codeResult func(code int, h http.Header) Result) Result {
+	if ae, ok := errors.AsType[*AuthCodeError](err); ok {
+		res := codeResult(ae.Code, ae.Header)
+		res.Err = err
+		return res
+	}
+	if re, ok := errors.AsType[*AuthReplyError](err); ok {
+		return StatusResult(re.Reply, now, err)
+	}
+	return TransportResult(err)
 }
 
 // StatusResult classifies a vendor reply that carries none of the vendor's

@@ -154,27 +154,6 @@ type answer struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// answerError is a non-zero code from the auth call.
-type answerError struct {
-	code    int
-	message string
-	header  http.Header
-}
-
-func (e *answerError) Error() string {
-	return fmt.Sprintf("oppo auth: code %d: %s", e.code, e.message)
-}
-
-// statusError is an auth reply that carried no OPPO envelope.
-type statusError struct {
-	reply *providers.Reply
-	err   error
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("oppo auth: HTTP %d: %v", e.reply.Status, e.err)
-}
-
 func (c *client) fetcher(base string) func(ctx context.Context) (string, time.Time, error) {
 	return func(ctx context.Context) (string, time.Time, error) {
 		now := c.now()
@@ -193,16 +172,16 @@ func (c *client) fetcher(base string) func(ctx context.Context) (string, time.Ti
 			if err == nil {
 				err = errors.New("answer has no code")
 			}
-			return "", time.Time{}, &statusError{reply: reply, err: err}
+			return "", time.Time{}, &providers.AuthReplyError{Vendor: "oppo", Reply: reply, Err: err}
 		}
 		if *ans.Code != codeOK {
-			return "", time.Time{}, &answerError{code: *ans.Code, message: ans.Message, header: reply.Header}
+			return "", time.Time{}, &providers.AuthCodeError{Vendor: "oppo", Field: "code", Code: *ans.Code, Message: ans.Message, Header: reply.Header}
 		}
 		var data struct {
 			AuthToken string `json:"auth_token"`
 		}
 		if err := json.Unmarshal(ans.Data, &data); err != nil || data.AuthToken == "" {
-			return "", time.Time{}, &statusError{reply: reply, err: errors.New("answer has no auth_token")}
+			return "", time.Time{}, &providers.AuthReplyError{Vendor: "oppo", Reply: reply, Err: errors.New("answer has no auth_token")}
 		}
 		return data.AuthToken, now.Add(tokenLifetime), nil
 	}
@@ -338,15 +317,5 @@ func (c *client) codeResult(code int, h http.Header) providers.Result {
 }
 
 func (c *client) authResult(err error) providers.Result {
-	var ae *answerError
-	var se *statusError
-	switch {
-	case errors.As(err, &ae):
-		res := c.codeResult(ae.code, ae.header)
-		res.Err = err
-		return res
-	case errors.As(err, &se):
-		return providers.StatusResult(se.reply, c.now(), err)
-	}
-	return providers.TransportResult(err)
+	return providers.CodeAuthResult(err, c.now(), c.codeResult)
 }

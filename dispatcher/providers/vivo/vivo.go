@@ -136,25 +136,6 @@ type answer struct {
 	} `json:"invalidUser"`
 }
 
-// answerError is a non-zero result from the auth call.
-type answerError struct {
-	code   int
-	desc   string
-	header http.Header
-}
-
-func (e *answerError) Error() string { return fmt.Sprintf("vivo auth: result %d: %s", e.code, e.desc) }
-
-// statusError is an auth reply without vivo's envelope.
-type statusError struct {
-	reply *providers.Reply
-	err   error
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("vivo auth: HTTP %d: %v", e.reply.Status, e.err)
-}
-
 func (c *client) fetch(ctx context.Context) (string, time.Time, error) {
 	now := c.now()
 	ts := now.UnixMilli()
@@ -165,13 +146,13 @@ func (c *client) fetch(ctx context.Context) (string, time.Time, error) {
 	}
 	ans, err := decode(reply)
 	if err != nil {
-		return "", time.Time{}, &statusError{reply: reply, err: err}
+		return "", time.Time{}, &providers.AuthReplyError{Vendor: "vivo", Reply: reply, Err: err}
 	}
 	if *ans.Result != codeOK {
-		return "", time.Time{}, &answerError{code: *ans.Result, desc: ans.Desc, header: reply.Header}
+		return "", time.Time{}, &providers.AuthCodeError{Vendor: "vivo", Field: "result", Code: *ans.Result, Message: ans.Desc, Header: reply.Header}
 	}
 	if ans.AuthToken == "" {
-		return "", time.Time{}, &statusError{reply: reply, err: errors.New("answer has no authToken")}
+		return "", time.Time{}, &providers.AuthReplyError{Vendor: "vivo", Reply: reply, Err: errors.New("answer has no authToken")}
 	}
 	return ans.AuthToken, now.Add(tokenLifetime), nil
 }
@@ -348,15 +329,5 @@ func (c *client) codeResult(code int, h http.Header) providers.Result {
 }
 
 func (c *client) authResult(err error) providers.Result {
-	var ae *answerError
-	var se *statusError
-	switch {
-	case errors.As(err, &ae):
-		res := c.codeResult(ae.code, ae.header)
-		res.Err = err
-		return res
-	case errors.As(err, &se):
-		return providers.StatusResult(se.reply, c.now(), err)
-	}
-	return providers.TransportResult(err)
+	return providers.CodeAuthResult(err, c.now(), c.codeResult)
 }
