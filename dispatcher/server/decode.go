@@ -46,6 +46,20 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	return body, nil
 }
 
+// readJSON reads r's body (readBody) and decodes it into v (decodeJSON);
+// on a bad body it answers the error and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, e := readBody(w, r)
+	if e == nil {
+		e = decodeJSON(body, v, "")
+	}
+	if e != nil {
+		writeError(w, e)
+		return false
+	}
+	return true
+}
+
 // checkDepth counts brackets outside strings, so a deeply nested body is
 // refused before the decoder walks it. It does not check the syntax: the
 // decoder does, and on a malformed body the count may be off but the

@@ -32,14 +32,8 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
 	var n policy.Notification
-	if e := decodeJSON(body, &n, ""); e != nil {
-		writeError(w, e)
+	if !readJSON(w, r, &n) {
 		return
 	}
 	if e := validateNotification(&n, ""); e != nil {
@@ -126,14 +120,8 @@ type batchResult struct {
 // postBatch submits up to MaxBatch notifications; a malformed envelope fails
 // the whole request, a bad item fails only itself.
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
 	var req batchRequest
-	if e := decodeJSON(body, &req, ""); e != nil {
-		writeError(w, e)
+	if !readJSON(w, r, &req) {
 		return
 	}
 	switch {

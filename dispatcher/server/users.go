@@ -33,14 +33,8 @@ func (s *Server) bindDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
 	var req bindRequest
-	if e := decodeJSON(body, &req, ""); e != nil {
-		writeError(w, e)
+	if !readJSON(w, r, &req) {
 		return
 	}
 	switch {
@@ -153,14 +147,8 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
 	var settings store.Settings
-	if e := decodeJSON(body, &settings, ""); e != nil {
-		writeError(w, e)
+	if !readJSON(w, r, &settings) {
 		return
 	}
 	if e := validateSettings(&settings); e != nil {
