@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"k8s.io/client-go/rest"
@@ -116,6 +118,30 @@ func (c *cluster) stop() error { return c.env.Stop() }
 // metricSums reads a Prometheus text endpoint and sums each wanted family's
 // samples (the _sum of histograms) whose labels all match.
 func metricSums(ctx context.Context, hc *http.Client, url string, want map[string]map[string]string) (map[string]float64, error) {
+	families, err := scrape(ctx, hc, url)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for name, labels := range want {
+		for _, m := range matching(families, name, labels) {
+			switch {
+			case m.Counter != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[name] += m.GetHistogram().GetSampleSum()
+			case m.Untyped != nil:
+				out[name] += m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return out, nil
+}
+
+// scrape reads and parses a Prometheus text endpoint.
+func scrape(ctx context.Context, hc *http.Client, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -133,32 +159,47 @@ func metricSums(ctx context.Context, hc *http.Client, url string, want map[strin
 	if err != nil {
 		return nil, fmt.Errorf("parsing %s: %w", url, err)
 	}
-	out := map[string]float64{}
-	for name, labels := range want {
-		fam := families[name]
-		if fam == nil {
-			continue
-		}
-	metrics:
-		for _, m := range fam.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				out[name] += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				out[name] += m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				out[name] += m.GetHistogram().GetSampleSum()
-			case m.Untyped != nil:
-				out[name] += m.GetUntyped().GetValue()
-			}
-		}
+	return families, nil
+}
+
+// matching is the samples of family name whose labels all match labels.
+func matching(families map[string]*dto.MetricFamily, name string, labels map[string]string) []*dto.Metric {
+	var out []*dto.Metric
+	fam := families[name]
+	if fam == nil {
+		return nil
 	}
-	return out, nil
+metrics:
+	for _, m := range fam.GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+				continue metrics
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// histogramOver is how many observations of histogram name (summed over
+// the samples matching labels) were above bound, which must be one of its
+// bucket bounds, and how many there were in all.
+func histogramOver(families map[string]*dto.MetricFamily, name string, labels map[string]string, bound float64) (over, total float64, err error) {
+	for _, m := range matching(families, name, labels) {
+		h := m.GetHistogram()
+		below := -1.0
+		for _, b := range h.GetBucket() {
+			if math.Abs(b.GetUpperBound()-bound) < 1e-9 { // bound may be a sum
+				below = float64(b.GetCumulativeCount())
+			}
+		}
+		if below < 0 {
+			return 0, 0, fmt.Errorf("histogram %s has no bucket bound %g", name, bound)
+		}
+		total += float64(h.GetSampleCount())
+		over += float64(h.GetSampleCount()) - below
+	}
+	return over, total, nil
 }
 
 // writeCounters are the figures compared before and after a token-store

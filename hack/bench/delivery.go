@@ -370,7 +370,20 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 
 			job = base
 			job.Kind, job.Recipients, job.Rate = jobRate, 1, single.PerSecond/2
+			// The histograms are read once the earlier windows' backlog has
+			// left the queue, or its long waits would count here.
+			if err := s.idle(ctx); err != nil {
+				return fmt.Errorf("waiting for the dispatcher's queue to empty: %w", err)
+			}
+			tails0, err := s.tails(ctx, p, lat)
+			if err != nil {
+				return err
+			}
 			half, err := s.job(ctx, job)
+			if err != nil {
+				return err
+			}
+			tails1, err := s.tails(ctx, p, lat)
 			if err != nil {
 				return err
 			}
@@ -389,6 +402,12 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			// refused requests to retry, so it varies far less between runs
 			// than the saturated rows above and shows a change's effect.
 			rep.add(section, "half load: dispatcher CPU per 10k notifications", "CPU s", "", tenK(half.DispatcherCPU, half))
+			// Where the tail is, from the dispatcher's own histograms over
+			// the job (warm-up included): waiting in its queue (acceptance
+			// to the first provider call) or in the provider call.
+			for i, h := range tailHistograms {
+				rep.add(section, "half load: "+h.name, "%", "", tails1.share(tails0, i))
+			}
 			if half.Unmatched > 0 {
 				rep.note("%s half load: %d of %d accepted notifications had not reached the fake 2 s after the window", section, half.Unmatched, half.Accepted.Samples+half.Unmatched)
 			}
@@ -416,6 +435,56 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 		rep.add("delivery", "dispatcher peak RSS (VmHWM)", "MiB", "< 128", float64(rss)/(1<<20))
 	}
 	return nil
+}
+
+// tailHistograms are the tails of the dispatcher's histograms that tails
+// reads: the share of observations over a bucket bound, for provider calls
+// a bound past the fake's added latency.
+var tailHistograms = []struct {
+	name, metric string
+	bound        float64
+	plusLatency  bool
+}{
+	{"queue waits over 1 ms", "impush_dispatcher_queue_wait_seconds", 0.001, false},
+	{"queue waits over 5 ms", "impush_dispatcher_queue_wait_seconds", 0.005, false},
+	{"provider calls over the added latency + 5 ms", "impush_dispatcher_provider_call_duration_seconds", 0.005, true},
+}
+
+// tailCounts holds, for each of tailHistograms, the observations over its bound
+// and all observations.
+type tailCounts [][2]float64
+
+// share is the percentage of the observations between before and t that
+// were over tail i's bound.
+func (t tailCounts) share(before tailCounts, i int) float64 {
+	n := t[i][1] - before[i][1]
+	if n <= 0 {
+		return 0
+	}
+	return 100 * (t[i][0] - before[i][0]) / n
+}
+
+// tails reads the dispatcher's queue-wait and provider-call histograms for
+// provider p, whose fake adds latency to each answer.
+func (s *system) tails(ctx context.Context, p config.Provider, latency time.Duration) (tailCounts, error) {
+	fams, err := scrape(ctx, http.DefaultClient, s.api.URL+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	labels := map[string]string{"provider": string(p)}
+	out := tailCounts{}
+	for _, h := range tailHistograms {
+		bound := h.bound
+		if h.plusLatency {
+			bound += latency.Seconds()
+		}
+		over, total, err := histogramOver(fams, h.metric, labels, bound)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, [2]float64{over, total})
+	}
+	return out, nil
 }
 
 // workers reads one of the dispatcher's per-provider worker gauges; 0 when
