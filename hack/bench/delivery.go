@@ -398,9 +398,8 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			rep.add(section, "half load: accepted → provider p50", "ms", "", half.Accepted.P50)
 			rep.add(section, "half load: accepted → provider p99", "ms", "< 5", half.Accepted.P99)
 			rep.add(section, "half load: accepted → provider p99.9", "ms", "", half.Accepted.P999)
-			// CPU per notification away from overload: no full queue, no
-			// refused requests to retry, so it varies far less between runs
-			// than the saturated rows above and shows a change's effect.
+			// CPU per notification away from overload: no full queue and no
+			// refused requests to retry, which the saturated rows include.
 			rep.add(section, "half load: dispatcher CPU per 10k notifications", "CPU s", "", tenK(half.DispatcherCPU, half))
 			// Where the tail is, from the dispatcher's own histograms over
 			// the job (warm-up included): waiting in its queue (acceptance
