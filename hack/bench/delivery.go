@@ -341,6 +341,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			rep.add(section, "ceiling: client library CPU per 10k sends", "CPU s", "", tenK(ceiling.LoadCPU, ceiling))
 			rep.add(section, "ceiling: fake provider CPU per 10k sends", "CPU s", "", tenK(ceiling.FakeCPU, ceiling))
 			rep.add(section, "ceiling: machine CPU busy", "%", "", 100*ceiling.MachineBusy)
+			rep.add(section, "ceiling: machine CPU stolen by the hypervisor", "%", "", 100*ceiling.MachineSteal)
 
 			job = base
 			job.Kind, job.Recipients, job.Concurrency = jobMax, 1, 32
@@ -401,6 +402,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			// CPU per notification away from overload: no full queue and no
 			// refused requests to retry, which the saturated rows include.
 			rep.add(section, "half load: dispatcher CPU per 10k notifications", "CPU s", "", tenK(half.DispatcherCPU, half))
+			rep.add(section, "half load: machine CPU stolen by the hypervisor", "%", "", 100*half.MachineSteal)
 			// Where the tail is, from the dispatcher's own histograms over
 			// the job (warm-up included): waiting in its queue (acceptance
 			// to the first provider call) or in the provider call.
@@ -528,6 +530,7 @@ func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
 	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", load)
 	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", tenK(r.DispatcherCPU, r)-client)
 	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
+	rep.add(section, shape+": machine CPU stolen by the hypervisor", "%", "", 100*r.MachineSteal)
 	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+tenK(r.FakeCPU, r)))
 }
 

@@ -91,8 +91,11 @@ type loadResult struct {
 	FakeCPU float64 `json:"fakeCPU"`
 	// MachineBusy is the share of the machine's CPU time (all cores) that
 	// was not idle in the window, 0 to 1.
-	MachineBusy float64   `json:"machineBusy"`
-	Latency     fakeStats `json:"latency"`
+	MachineBusy float64 `json:"machineBusy"`
+	// MachineSteal is the share of it the hypervisor gave to other guests
+	// (steal): CPU the window wanted and did not get, from outside.
+	MachineSteal float64   `json:"machineSteal"`
+	Latency      fakeStats `json:"latency"`
 	// Accepted (rate jobs to the dispatcher): from the acceptedAt of each
 	// notification's receipt to its request arriving at the fake, for the
 	// notifications accepted within the window; Unmatched of them had not
@@ -152,7 +155,7 @@ type window struct {
 	// CPU seconds at the start: dispatcher, this process, the fake; and the
 	// machine's busy and total time.
 	cpu0, self0, fake0 float64
-	busy0, total0      float64
+	cpu0Machine        cpuTicks
 }
 
 func (w *window) begin(ctx context.Context) error {
@@ -167,7 +170,7 @@ func (w *window) begin(ctx context.Context) error {
 		w.before = st
 	}
 	w.cpu0, w.self0, w.fake0 = cpuOf(w.pid), cpuOf(os.Getpid()), cpuOf(w.fakePID)
-	w.busy0, w.total0, _ = machineCPU()
+	w.cpu0Machine, _ = machineCPU()
 	w.start = time.Now()
 	return nil
 }
@@ -186,8 +189,10 @@ func (w *window) finish(ctx context.Context, res *loadResult) error {
 	res.DispatcherCPU = cpuOf(w.pid) - w.cpu0
 	res.LoadCPU = cpuOf(os.Getpid()) - w.self0
 	res.FakeCPU = cpuOf(w.fakePID) - w.fake0
-	if busy, total, err := machineCPU(); err == nil && total > w.total0 {
-		res.MachineBusy = (busy - w.busy0) / (total - w.total0)
+	if t, err := machineCPU(); err == nil && t.total > w.cpu0Machine.total {
+		total := t.total - w.cpu0Machine.total
+		res.MachineBusy = (t.busy - w.cpu0Machine.busy) / total
+		res.MachineSteal = (t.steal - w.cpu0Machine.steal) / total
 	}
 	if w.fake != nil {
 		st, err := w.fake.Stats(ctx)

@@ -39,30 +39,37 @@ func cpuSeconds(pid int) (float64, error) {
 	return (utime + stime) / clockTicks, nil
 }
 
-// machineCPU is the machine's busy and total CPU time so far, all cores,
-// in USER_HZ ticks: the first line of /proc/stat, idle and iowait not busy.
-func machineCPU() (busy, total float64, err error) {
+// cpuTicks is the machine's CPU time so far, all cores, in USER_HZ ticks,
+// from the first line of /proc/stat: busy is all but idle and iowait (so
+// it includes steal), steal the time the hypervisor gave other guests.
+type cpuTicks struct{ busy, steal, total float64 }
+
+func machineCPU() (cpuTicks, error) {
+	var t cpuTicks
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, err
+		return t, err
 	}
 	line, _, _ := strings.Cut(string(raw), "\n")
 	f := strings.Fields(line)
 	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unexpected /proc/stat")
+		return t, fmt.Errorf("unexpected /proc/stat")
 	}
 	// user nice system idle iowait irq softirq steal (guest time is in user).
 	for i, v := range f[1:min(len(f), 9)] {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("unexpected /proc/stat")
+			return t, fmt.Errorf("unexpected /proc/stat")
 		}
-		total += n
+		t.total += n
 		if i != 3 && i != 4 {
-			busy += n
+			t.busy += n
+		}
+		if i == 7 {
+			t.steal = n
 		}
 	}
-	return busy, total, nil
+	return t, nil
 }
 
 // peakRSS is a process's peak resident set size (VmHWM) in bytes.
