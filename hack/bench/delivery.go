@@ -380,7 +380,9 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			if err != nil {
 				return err
 			}
-			half, err := s.job(ctx, job)
+			// The queue is empty already: runJob, not s.job, which would wait
+			// for that again.
+			half, err := runJob(ctx, s.logTo, job)
 			if err != nil {
 				return err
 			}

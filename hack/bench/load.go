@@ -153,7 +153,7 @@ type window struct {
 	start, end    time.Time
 	before, after fakeStats
 	// CPU seconds at the start: dispatcher, this process, the fake; and the
-	// machine's busy and total time.
+	// machine's CPU ticks (busy, steal, total).
 	cpu0, self0, fake0 float64
 	cpu0Machine        cpuTicks
 }
