@@ -518,6 +518,22 @@ func (e *Engine) existing(id string, recipients int) (*record, error) {
 	return nil, nil
 }
 
+// Room is how many more device deliveries the queue takes now.
+func (e *Engine) Room() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.opts.QueueSize - e.pending
+}
+
+// Admit is Submit's first check alone, for a caller that has not decoded
+// the notification yet: ErrQueueFull if recipients do not fit in the queue,
+// ErrDraining while draining, nil if it may be accepted or id was accepted
+// already (Submit then answers its receipt).
+func (e *Engine) Admit(id string, recipients int) error {
+	_, err := e.existing(id, recipients)
+	return err
+}
+
 func dup(r *record) Receipt {
 	if r == nil {
 		return Receipt{}

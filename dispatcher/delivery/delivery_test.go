@@ -738,9 +738,28 @@ func TestQueueFullRefusedBeforeReadingStore(t *testing.T) {
 	if got := value(t, h.e.metrics.queueDepth); got != 3 {
 		t.Errorf("queue depth %v, want 3", got)
 	}
+	// Admit is the same first check, for the API before it decodes a body.
+	if got := h.e.Room(); got != 0 {
+		t.Errorf("Room() = %d on a full queue, want 0", got)
+	}
+	if err := h.e.Admit("n4", 1); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("Admit on a full queue: %v, want ErrQueueFull", err)
+	}
+	if err := h.e.Admit("n1", 1); err != nil {
+		t.Errorf("Admit of the accepted n1: %v, want nil (Submit answers its receipt)", err)
+	}
+	if got := h.metric("impush_dispatcher_notifications_dropped_total", map[string]string{"reason": ReasonQueueFull}); got != 4 {
+		t.Errorf("QueueFull drops %v, want 4 (n2's 3 and Admit's 1)", got)
+	}
 	close(release)
 	h.wait("n1")
 	h.wait("n3")
+	if got := h.e.Room(); got != 3 {
+		t.Errorf("Room() = %d once the queue is empty, want 3", got)
+	}
+	if err := h.e.Admit("n4", 3); err != nil {
+		t.Errorf("Admit of 3 into an empty queue of 3: %v", err)
+	}
 	h.drain(context.Background())
 }
 

@@ -15,6 +15,7 @@ import (
 	// and about 6% of the time fewer per notification than encoding/json
 	// (BenchmarkNotification), and its type errors carry array indexes
 	// (recipients.3.userId, shown as recipients[3].userId).
+	"github.com/go-json-experiment/json/jsontext"
 	json "github.com/go-json-experiment/json/v1"
 )
 
@@ -90,6 +91,54 @@ func checkDepth(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// peekRecipients finds a notification body's top-level id and the number
+// of its recipients by scanning tokens, without decoding anything: ok is
+// false unless it found both (a body the decoder will refuse, or one whose
+// fields are not where a notification has them). It stops as soon as it has
+// them, so a message after the recipients is not even scanned.
+func peekRecipients(body []byte) (id string, recipients int, ok bool) {
+	// The body is UTF-8 already (readBody), and duplicate names are the
+	// decoder's to refuse.
+	d := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if t, err := d.ReadToken(); err != nil || t.Kind() != '{' {
+		return "", 0, false
+	}
+	haveID, haveRecipients := false, false
+	for !haveID || !haveRecipients {
+		name, err := d.ReadToken()
+		if err != nil || name.Kind() != '"' {
+			return "", 0, false // the object ended, or is malformed
+		}
+		switch name.String() {
+		case "id":
+			v, err := d.ReadToken()
+			if err != nil || v.Kind() != '"' {
+				return "", 0, false
+			}
+			id, haveID = v.String(), true
+		case "recipients":
+			if t, err := d.ReadToken(); err != nil || t.Kind() != '[' {
+				return "", 0, false
+			}
+			for d.PeekKind() != ']' {
+				if err := d.SkipValue(); err != nil {
+					return "", 0, false
+				}
+				recipients++
+			}
+			if _, err := d.ReadToken(); err != nil {
+				return "", 0, false
+			}
+			haveRecipients = true
+		default:
+			if err := d.SkipValue(); err != nil {
+				return "", 0, false
+			}
+		}
+	}
+	return id, recipients, true
 }
 
 // decodeJSON decodes exactly one JSON value into v, refusing unknown fields.

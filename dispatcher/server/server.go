@@ -39,6 +39,18 @@ type Engine interface {
 	Wait(ctx context.Context, id string) (Status, error)
 }
 
+// Admitter may be implemented by an Engine so that the API can refuse a
+// notification for want of room before decoding its body (admitEarly).
+type Admitter interface {
+	// Room is how many more device deliveries the queue takes now.
+	Room() int
+	// Admit returns the error Submit would return, wrapping ErrQueueFull
+	// or ErrDraining, if a notification with this id and this many
+	// recipients would be refused before any other work; nil if it may be
+	// accepted, or if id was accepted already (Submit answers the receipt).
+	Admit(id string, recipients int) error
+}
+
 // Errors an Engine's Submit wraps.
 var (
 	ErrQueueFull = errors.New("delivery queue is full")

@@ -26,6 +26,17 @@ func (a engineAPI) Submit(n *policy.Notification) (server.Receipt, error) {
 	return server.Receipt{ID: r.ID, Accepted: r.Deliveries, Skipped: r.Skipped, Duplicate: r.Duplicate, AcceptedAt: r.AcceptedAt}, nil
 }
 
+var _ server.Admitter = engineAPI{}
+
+func (a engineAPI) Room() int { return a.e.Room() }
+
+func (a engineAPI) Admit(id string, recipients int) error {
+	if err := a.e.Admit(id, recipients); err != nil {
+		return submitError(err)
+	}
+	return nil
+}
+
 // submitError tags the engine's and the store's errors with the server's
 // sentinels, which decide the HTTP status.
 func submitError(err error) error {
