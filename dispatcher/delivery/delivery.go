@@ -429,8 +429,11 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 
 	now := e.clock.Now()
 	rec := newRecord(Receipt{ID: n.ID, AcceptedAt: now})
-	var jobs []*job
-	seen := map[string]bool{}
+	// Sized for one delivery per recipient, so that a group message does
+	// not grow them step by step.
+	jobs := make([]*job, 0, len(n.Recipients))
+	seen := make(map[string]bool, len(n.Recipients))
+	rec.reserve(len(n.Recipients))
 	// One data map for every recipient's deliveries, not one each.
 	data := policy.Data(n)
 	for _, r := range n.Recipients {
@@ -456,10 +459,11 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 		for _, s := range d.Skipped {
 			rec.add(DeviceOutcome{User: r.UserID, Device: s.DeviceID, State: Skipped, Reason: string(s.Reason)})
 		}
-		for _, dl := range d.Deliveries {
+		for k := range d.Deliveries {
+			dl := &d.Deliveries[k]
 			b := dl.Bindings[0]
 			idx := rec.add(DeviceOutcome{User: r.UserID, Device: dl.DeviceID, Certificate: b.CertificateName, Provider: b.Provider, State: Pending})
-			jobs = append(jobs, &job{rec: rec, idx: idx, user: r.UserID, device: dl.DeviceID, bindings: dl.Bindings, msg: dl.Message})
+			jobs = append(jobs, &job{rec: rec, idx: idx, user: r.UserID, device: dl.DeviceID, bindings: dl.Bindings, msg: &dl.Message})
 		}
 	}
 	rec.receipt.Deliveries = len(jobs)

@@ -127,6 +127,13 @@ func (r *record) add(o DeviceOutcome) int {
 	return len(r.outcomes) - 1
 }
 
+// reserve makes room for n outcomes; only Submit calls it, before add.
+func (r *record) reserve(n int) {
+	if n > cap(r.outcomes) {
+		r.outcomes = make([]keptOutcome, 0, n)
+	}
+}
+
 // seal sets the pending count once Submit has added every outcome.
 func (r *record) seal(pending int) {
 	r.pending = pending
@@ -167,22 +174,36 @@ func (r *record) isDone() bool {
 	return r.pending == 0
 }
 
-// update changes a pending outcome in place.
-func (r *record) update(i int, f func(o *DeviceOutcome)) {
+// The setters below change an outcome in its kept form: expanding it for a
+// callback to change would move a DeviceOutcome to the heap on every send.
+
+// attempted records a provider call on pending outcome i: the binding's
+// certificate and provider, the attempts so far and the provider's reason.
+func (r *record) attempted(i int, cert string, provider config.Provider, attempts int, providerReason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	o := r.outcomes[i].expand()
-	f(&o)
-	r.outcomes[i] = compact(o)
+	o := &r.outcomes[i]
+	o.cert, o.provider, o.attempts, o.providerReason = tags.of(cert), tags.of(string(provider)), int32(attempts), providerReason
 }
 
-// settle makes outcome i final and closes done after the last one.
-func (r *record) settle(i int, f func(o *DeviceOutcome)) {
+// rebound records that pending outcome i moved to another binding.
+func (r *record) rebound(i int, cert string, provider config.Provider) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	o := r.outcomes[i].expand()
-	f(&o)
-	r.outcomes[i] = compact(o)
+	o := &r.outcomes[i]
+	o.cert, o.provider = tags.of(cert), tags.of(string(provider))
+}
+
+// settle makes outcome i final (the provider's reason is kept unless a new
+// one is given) and closes done after the last one.
+func (r *record) settle(i int, s State, reason string, attempts int, providerReason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := &r.outcomes[i]
+	o.state, o.reason, o.attempts = tags.of(string(s)), tags.of(reason), int32(attempts)
+	if providerReason != "" {
+		o.providerReason = providerReason
+	}
 	r.pending--
 	if r.pending == 0 {
 		close(r.done)

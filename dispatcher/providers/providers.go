@@ -103,6 +103,8 @@ type Result struct {
 // Client sends to one provider with one credential.
 type Client interface {
 	Provider() config.Provider
+	// Send must not modify m, nor keep it after returning: the engine
+	// sends the same Message again on a retry.
 	Send(ctx context.Context, m *Message) Result
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -71,6 +72,18 @@ func TestAdmitEarly(t *testing.T) {
 	}
 	if got := a.calls(); len(got) != 2 || got[0] != "n2" || got[1] != "n3" {
 		t.Errorf("Admit calls %v, want [n2 n3]", got)
+	}
+
+	// Room for as many recipients as the body could hold: no scan either.
+	body, err := json.Marshal(notification("n5", "bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	a.room = mostRecipients(body)
+	a.mu.Unlock()
+	if code := post(body); code != http.StatusAccepted || len(a.calls()) != 2 {
+		t.Errorf("n5 with room for its body's most recipients: %d, Admit calls %v", code, a.calls())
 	}
 
 	// A repeat of an accepted notification gets its receipt, full queue or not.
