@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,8 +36,28 @@ const (
 	pushTypeVoIP       = "voip"
 )
 
-// canonicalUUID is the only form APNs accepts in apns-id.
-var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+// canonicalUUID reports whether s is 8-4-4-4-12 hex digits, the only form
+// APNs accepts in apns-id. By hand and not a regexp: it runs on every send,
+// and the regexp was a fifth of building the request.
+func canonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Client sends to APNs with one credential. It keeps its HTTP/2 connection
 // open across sends, as Apple asks.
@@ -202,7 +221,7 @@ func (c *Client) notification(m *providers.Message) *apns2.Notification {
 		CollapseID:  providers.CollapseID(m),
 		Expiration:  m.Expiration,
 	}
-	if canonicalUUID.MatchString(m.ID) {
+	if canonicalUUID(m.ID) {
 		n.ApnsID = strings.ToLower(m.ID)
 	}
 	limit := maxPayload

@@ -106,3 +106,21 @@ func BenchmarkPayload(b *testing.B) {
 		}
 	})
 }
+
+func TestCanonicalUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0f8fad5b-d9cb-469f-a165-70867728950e":   true,
+		"0F8FAD5B-D9CB-469F-A165-70867728950E":   true,
+		"0f8fad5b-d9cb-469f-a165-70867728950":    false, // short
+		"0f8fad5b-d9cb-469f-a165-70867728950e0":  false, // long
+		"0f8fad5bd-9cb-469f-a165-70867728950e":   false, // dash moved
+		"0f8fad5b-d9cb-469f-a165-70867728950g":   false, // not hex
+		"{0f8fad5b-d9cb-469f-a165-70867728950e}": false, // braces
+		"not-a-uuid":                             false,
+		"":                                       false,
+	} {
+		if got := canonicalUUID(s); got != want {
+			t.Errorf("canonicalUUID(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
