@@ -281,6 +281,9 @@ type Engine struct {
 	records       map[string]*record
 	order         []*record
 	pending       int
+	// queued mirrors pending for Room, which the API asks on every request
+	// under load and which must not queue on mu behind the workers.
+	queued atomic.Int64
 	draining      bool
 	stopped       bool
 	idle          chan struct{}
@@ -486,6 +489,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	e.records[n.ID] = rec
 	e.order = append(e.order, rec)
 	e.pending += len(jobs)
+	e.queued.Store(int64(e.pending))
 	e.metrics.queueDepth.Set(float64(e.pending))
 	e.metrics.accepted.Inc()
 	e.metrics.deliveriesAccepted.Add(float64(len(jobs)))
@@ -524,9 +528,7 @@ func (e *Engine) existing(id string, recipients int) (*record, error) {
 
 // Room is how many more device deliveries the queue takes now.
 func (e *Engine) Room() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.opts.QueueSize - e.pending
+	return e.opts.QueueSize - int(e.queued.Load())
 }
 
 // Admit is Submit's first check alone, for a caller that has not decoded

@@ -430,6 +430,7 @@ func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.pending--
+	e.queued.Store(int64(e.pending))
 	e.metrics.queueDepth.Set(float64(e.pending))
 	if s == Dropped {
 		e.shutdownDrops++
