@@ -404,6 +404,10 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			// CPU per notification away from overload: no full queue and no
 			// refused requests to retry, which the saturated rows include.
 			rep.add(section, "half load: dispatcher CPU per 10k notifications", "CPU s", "", tenK(half.DispatcherCPU, half))
+			// How busy the machine was: at half the saturated rate the
+			// processes wake for nearly every notification and cost more per
+			// notification than saturated, so it is more than half.
+			rep.add(section, "half load: machine CPU busy", "%", "", 100*half.MachineBusy)
 			rep.add(section, "half load: machine CPU stolen by the hypervisor", "%", "", 100*half.MachineSteal)
 			// Where the tail is, from the dispatcher's own histograms over
 			// the job (warm-up included): waiting in its queue (acceptance
