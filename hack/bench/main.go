@@ -169,6 +169,7 @@ func bench(ctx context.Context, o options, dir string, logTo io.Writer, rep *rep
 		}
 		defer sys.stop()
 		for run := 1; run <= o.runs; run++ {
+			rep.run = run
 			if o.only["delivery"] {
 				step("delivery, run %d of %d", run, o.runs)
 				if err := runDelivery(ctx, sys, rep, t, latencies); err != nil {
@@ -186,6 +187,7 @@ func bench(ctx context.Context, o options, dir string, logTo io.Writer, rep *rep
 	}
 	if o.only["operator"] {
 		for run := 1; run <= o.runs; run++ {
+			rep.run = run
 			step("operator, run %d of %d: %d AppTenants", run, o.runs, o.tenants)
 			if mgr, err = runOperator(ctx, cl, mgr, o, dir, rep, run); err != nil {
 				return err

@@ -118,7 +118,7 @@ func runOperator(ctx context.Context, cl *cluster, mgr *managerProcess, o option
 	// tenants too, all reconciled after the restart.
 	rep.add(section, "writes by the operator reconciling every unchanged tenant after a restart", "requests", "0", float64(total))
 	if run > 1 {
-		rep.note("run %d: the restarted operator reconciled %d unchanged tenants (earlier runs' included)", run, len(tenants.Items))
+		rep.note("the restarted operator reconciled %d unchanged tenants (earlier runs' included)", len(tenants.Items))
 	}
 	if total > 0 {
 		var parts []string
@@ -126,7 +126,7 @@ func runOperator(ctx context.Context, cl *cluster, mgr *managerProcess, o option
 			parts = append(parts, fmt.Sprintf("%s ×%d", k, v))
 		}
 		sort.Strings(parts)
-		rep.note("run %d: writes after the restart: %s", run, strings.Join(parts, ", "))
+		rep.note("writes after the restart: %s", strings.Join(parts, ", "))
 	}
 	if rss, err := peakRSS(mgr.pid()); err == nil {
 		rep.add(section, "operator peak RSS (VmHWM), restart with every tenant", "MiB", "", float64(rss)/(1<<20))

@@ -31,6 +31,9 @@ type report struct {
 	Figures  []*figure          `json:"figures"`
 	Notes    []string           `json:"notes,omitempty"`
 	index    map[string]*figure `json:"-"`
+	// run is the run being measured (from 1), which prefixes notes when
+	// there are several.
+	run int
 }
 
 type machine struct {
@@ -59,7 +62,11 @@ func (r *report) add(section, name, unit, target string, v float64) {
 }
 
 func (r *report) note(format string, args ...any) {
-	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+	n := fmt.Sprintf(format, args...)
+	if r.Runs > 1 && r.run > 0 {
+		n = fmt.Sprintf("run %d: %s", r.run, n)
+	}
+	r.Notes = append(r.Notes, n)
 }
 
 func median(v []float64) float64 {
