@@ -274,6 +274,11 @@ type Engine struct {
 	seq    uint64
 	wake   chan struct{}
 
+	// queued mirrors pending (written under mu) for Room, which the API
+	// asks on every request under load and which must not queue on mu
+	// behind the workers.
+	queued atomic.Int64
+
 	// mu guards everything below.
 	mu            sync.Mutex
 	pools         map[config.Provider]*pool
@@ -281,9 +286,6 @@ type Engine struct {
 	records       map[string]*record
 	order         []*record
 	pending       int
-	// queued mirrors pending for Room, which the API asks on every request
-	// under load and which must not queue on mu behind the workers.
-	queued atomic.Int64
 	draining      bool
 	stopped       bool
 	idle          chan struct{}
