@@ -30,11 +30,9 @@ var _ server.Admitter = engineAPI{}
 
 func (a engineAPI) Room() int { return a.e.Room() }
 
+// Admit tags the engine's error as Submit does (submitError keeps nil nil).
 func (a engineAPI) Admit(id string, recipients int) error {
-	if err := a.e.Admit(id, recipients); err != nil {
-		return submitError(err)
-	}
-	return nil
+	return submitError(a.e.Admit(id, recipients))
 }
 
 // submitError tags the engine's and the store's errors with the server's
