@@ -152,7 +152,7 @@ const (
 	// limiter (limit.go) goes down to below a stream-limit cap: enough
 	// for about 6,000 sends/s to a provider 20 ms away, which this
 	// dispatcher's CPU does not exceed on a 2-core machine
-	// (docs/performance.md), so a round trip that rises with local CPU
+	// (docs/performance-history.md), so a round trip that rises with local CPU
 	// load cannot throttle the rate the CPU allows.
 	DefaultMinWorkers = 128
 	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see

@@ -23,7 +23,8 @@ import (
 // that lowered the limit then sent fewer notifications than more at once
 // did; a rule that raised it under a backlog held 1000 sends per provider in
 // flight on a CPU-bound dispatcher, each a goroutine, a stream goroutine and
-// buffers, for no more answers than a few hundred gave (docs/performance.md).
+// buffers, for no more answers than a few hundred gave
+// (docs/performance-history.md).
 // So then it climbs the answer rate (perturb and observe): each round it
 // moves the limit by climbStep, keeps moving the same way while the answers
 // per second rise with it, turns back when they fall, and steps down when

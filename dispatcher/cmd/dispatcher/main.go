@@ -67,8 +67,8 @@ const (
 // it while the Go runtime's limit counts only its own memory; with the
 // whole request as the limit the dispatcher's peak RSS in make bench was
 // 143 MiB for a 128 MiB request, with this 120-127 MiB, at a cost in
-// collector CPU under a long group-message backlog (docs/performance.md,
-// "Peak RSS"; a larger request lifts the limit with it). An earlier,
+// collector CPU under a long group-message backlog
+// (docs/performance-history.md, "Peak RSS"; a larger request lifts the limit with it). An earlier,
 // larger build with 100,000 idempotency records had its collector running
 // nearly nonstop at 90% of the request; the half-request floor keeps a
 // small request with a large binary from doing the same.
