@@ -75,7 +75,7 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request) {
 // its body is decoded. Under overload most requests are refused: in the
 // saturated group-message windows of `make bench`, nine in ten, each after
 // decoding 500 recipients, CPU the workers needed. Scanning for the id and
-// the recipients' count costs a quarter of decoding (BenchmarkPeekRecipients),
+// the recipients' count costs about a third of decoding (BenchmarkPeekRecipients),
 // and it is only done while the queue has less room than the body could
 // need, so a queue with room pays nothing. A body refused here may also be
 // invalid: the client retries it as any 429 and is then told why.
