@@ -274,10 +274,11 @@ type Engine struct {
 	seq    uint64
 	wake   chan struct{}
 
-	// queued mirrors pending (written under mu) for Room, which the API
-	// asks on every request under load and which must not queue on mu
-	// behind the workers.
-	queued atomic.Int64
+	// pending counts the accepted deliveries not yet final. It changes
+	// only under mu (Submit checks and adds in one step), and is atomic so
+	// that Room, asked by the API on every request under load, does not
+	// queue on mu behind the workers.
+	pending atomic.Int64
 
 	// mu guards everything below.
 	mu            sync.Mutex
@@ -285,7 +286,6 @@ type Engine struct {
 	certs         map[string]*certState
 	records       map[string]*record
 	order         []*record
-	pending       int
 	draining      bool
 	stopped       bool
 	idle          chan struct{}
@@ -484,15 +484,13 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	if old := e.records[n.ID]; old != nil {
 		return dup(old), nil
 	}
-	if e.pending+len(jobs) > e.opts.QueueSize {
+	if int(e.pending.Load())+len(jobs) > e.opts.QueueSize {
 		e.metrics.dropped.WithLabelValues(ReasonQueueFull).Add(float64(len(jobs)))
 		return Receipt{}, ErrQueueFull
 	}
 	e.records[n.ID] = rec
 	e.order = append(e.order, rec)
-	e.pending += len(jobs)
-	e.queued.Store(int64(e.pending))
-	e.metrics.queueDepth.Set(float64(e.pending))
+	e.metrics.queueDepth.Set(float64(e.pending.Add(int64(len(jobs)))))
 	e.metrics.accepted.Inc()
 	e.metrics.deliveriesAccepted.Add(float64(len(jobs)))
 	e.metrics.deliveries.WithLabelValues("", "", string(Skipped)).Add(float64(rec.receipt.Skipped))
@@ -521,7 +519,7 @@ func (e *Engine) existing(id string, recipients int) (*record, error) {
 	if r := e.records[id]; r != nil {
 		return r, nil
 	}
-	if e.pending+recipients > e.opts.QueueSize {
+	if int(e.pending.Load())+recipients > e.opts.QueueSize {
 		e.metrics.dropped.WithLabelValues(ReasonQueueFull).Add(float64(recipients))
 		return nil, ErrQueueFull
 	}
@@ -530,7 +528,7 @@ func (e *Engine) existing(id string, recipients int) (*record, error) {
 
 // Room is how many more device deliveries the queue takes now.
 func (e *Engine) Room() int {
-	return e.opts.QueueSize - int(e.queued.Load())
+	return e.opts.QueueSize - int(e.pending.Load())
 }
 
 // Admit is Submit's first check alone, for a caller that has not decoded
@@ -611,7 +609,7 @@ func (e *Engine) Drain(ctx context.Context) int {
 		return 0
 	}
 	e.draining = true
-	if e.pending == 0 {
+	if e.pending.Load() == 0 {
 		close(e.idle)
 	}
 	e.mu.Unlock()

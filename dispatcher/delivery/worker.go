@@ -429,14 +429,13 @@ func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pending--
-	e.queued.Store(int64(e.pending))
-	e.metrics.queueDepth.Set(float64(e.pending))
+	left := e.pending.Add(-1)
+	e.metrics.queueDepth.Set(float64(left))
 	if s == Dropped {
 		e.shutdownDrops++
 		e.metrics.dropped.WithLabelValues(reason).Inc()
 	}
-	if e.draining && e.pending == 0 {
+	if e.draining && left == 0 {
 		close(e.idle)
 	}
 }

@@ -48,10 +48,13 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	return body, nil
 }
 
-// readJSON reads r's body (readBody) and decodes it into v (decodeJSON);
-// on a bad body it answers the error and returns false.
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+// readJSON reads r's body (readBody), runs the checks on it, and decodes it
+// into v (decodeJSON); on the first error it answers it and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, checks ...func(body []byte) *apiError) bool {
 	body, e := readBody(w, r)
+	for i := 0; e == nil && i < len(checks); i++ {
+		e = checks[i](body)
+	}
 	if e == nil {
 		e = decodeJSON(body, v, "")
 	}
@@ -182,9 +185,6 @@ func decodeError(err error, prefix string) *apiError {
 		}
 		field := joinField(prefix, name)
 		return newError(http.StatusBadRequest, CodeUnknownField, field, "unknown field %s", field)
-	}
-	if errors.Is(err, io.EOF) {
-		return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "request body is empty")
 	}
 	return newError(http.StatusBadRequest, CodeInvalidJSON, prefix, "invalid JSON: %v", err)
 }

@@ -33,15 +33,7 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var n policy.Notification
-	body, e := readBody(w, r)
-	if e == nil {
-		e = s.admitEarly(body)
-	}
-	if e == nil {
-		e = decodeJSON(body, &n, "")
-	}
-	if e != nil {
-		writeError(w, e)
+	if !readJSON(w, r, &n, s.admitEarly) {
 		return
 	}
 	if e := validateNotification(&n, ""); e != nil {
