@@ -425,12 +425,15 @@ func (e *Engine) countFailure(j *job, reason string) {
 // finish records j's final outcome; every job passes here exactly once.
 func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	b := j.binding()
-	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
 	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// The queue gives the room back before the record shows the outcome,
+	// so whoever saw the notification done finds the room free; both under
+	// mu, so Drain cannot see the queue empty before the record is settled.
 	left := e.pending.Add(-1)
 	e.metrics.queueDepth.Set(float64(left))
+	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
 	if s == Dropped {
 		e.shutdownDrops++
 		e.metrics.dropped.WithLabelValues(reason).Inc()
