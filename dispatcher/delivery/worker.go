@@ -428,16 +428,17 @@ func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	// The queue gives the room back before the record shows the outcome,
-	// so whoever saw the notification done finds the room free; both under
-	// mu, so Drain cannot see the queue empty before the record is settled.
+	// The counts and the queue's room change before the record shows the
+	// outcome, so whoever saw the notification done sees them too; all
+	// under mu, so Drain cannot find the queue empty before the record is
+	// settled.
 	left := e.pending.Add(-1)
 	e.metrics.queueDepth.Set(float64(left))
-	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
 	if s == Dropped {
 		e.shutdownDrops++
 		e.metrics.dropped.WithLabelValues(reason).Inc()
 	}
+	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
 	if e.draining && left == 0 {
 		close(e.idle)
 	}
