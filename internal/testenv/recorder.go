@@ -93,8 +93,11 @@ func (r *Recorder) Wrap(rt http.RoundTripper) http.RoundTripper {
 		if r.Now != nil {
 			now = r.Now
 		}
-		rec := &Record{Method: req.Method, Path: req.URL.Path, Bytes: n, At: now()}
+		rec := &Record{Method: req.Method, Path: req.URL.Path, Bytes: n}
+		// Stamped under the lock, so the records' order is their stamps'
+		// order: tests check bounds over every prefix of the sends.
 		r.mu.Lock()
+		rec.At = now()
 		r.recs = append(r.recs, rec)
 		r.mu.Unlock()
 		resp, err := rt.RoundTrip(req)
