@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/internal/faultproxy"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 // TestAPIServerAwayKeepsLastGood runs a watcher whose connection to the API
@@ -25,10 +23,8 @@ func TestAPIServerAwayKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
-	const ns, secret = "cw-apiserver-away", "chat-dispatcher-config"
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	const secret = "chat-dispatcher-config"
+	ns := testenv.Namespace(t, client, "cw-apiserver-away")
 	// The Secrets are written by an admin client that goes around the proxy.
 	h := &harness{t: t, ns: ns, configs: make(chan Event, 16), tokens: make(chan Event, 16), applied: &applied{}}
 	h.w = New(Options{

@@ -116,11 +116,9 @@ type harness struct {
 	w       *Watcher
 }
 
-func start(t *testing.T, ns, secret string) *harness {
+func start(t *testing.T, prefix, secret string) *harness {
 	t.Helper()
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, client, prefix)
 	h := &harness{t: t, ns: ns, configs: make(chan Event, 16), tokens: make(chan Event, 16), applied: &applied{}}
 	h.w = New(Options{
 		Client: watchClient, Namespace: ns, ConfigSecret: secret,
@@ -274,10 +272,7 @@ func TestUpdatesAndRejections(t *testing.T) {
 
 func TestConfigReadyBeforeStart(t *testing.T) {
 	// The Secret exists before the watcher starts: the first list loads it.
-	const ns = "cw-existing"
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, client, "cw-existing")
 	doc := document(t, "mail")
 	for name, data := range map[string]map[string][]byte{
 		"mail-dispatcher-config": {config.SecretKey: doc},

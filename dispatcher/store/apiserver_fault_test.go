@@ -13,6 +13,7 @@ import (
 
 	"github.com/imcloud/im-push-operator/dispatcher/kube"
 	"github.com/imcloud/im-push-operator/internal/faultproxy"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 // faultCallTimeout stands in for the API's per-call store deadline
@@ -91,7 +92,7 @@ func (l *bindLedger) count(phase string, acked bool) int {
 // and its watch follows other writers.
 func TestSecretsAPIServerAway(t *testing.T) {
 	restCfg, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
 	proxy, proxied, err := faultproxy.Front(restCfg)

@@ -63,7 +63,7 @@ func countingClient(t *testing.T, cfg *rest.Config, clk *stepClock) (*kube.Clien
 // request (metadata, managedFields and encoding come on top) breaks it.
 func TestSecretsWriteBudgetBoundsRequestBytes(t *testing.T) {
 	restCfg, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	cfg.MaxShardBytes = 64 << 10
 	cfg.WriteBudgetBytesPerSecond = 8 << 10

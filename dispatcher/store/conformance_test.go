@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 // newStore builds a ready, empty store for one conformance case.
@@ -22,7 +23,7 @@ func newMemoryStore(_ *testing.T, cfg config.TokenStore, now func() time.Time) S
 
 func newSecretsStore(t *testing.T, cfg config.TokenStore, now func() time.Time) Store {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	createShards(t, cs, ns, cfg)
 	return startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{Now: now})
 }

@@ -54,17 +54,6 @@ func adminClient(t *testing.T) *kube.Client {
 	return kube.NewForConfigOrDie(cfg)
 }
 
-// newNamespace creates a namespace of its own for one test.
-func newNamespace(t *testing.T, cs kubernetes.Interface) string {
-	t.Helper()
-	ns, err := cs.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "store-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
-
 // createShards does what the operator does: empty shard Secrets of the
 // token-store type, labelled with the tenant.
 func createShards(t *testing.T, cs kubernetes.Interface, ns string, cfg config.TokenStore) {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 // raceCall is one call of a round and its answer.
@@ -58,7 +60,7 @@ func serialOrder(before, got string, a, b *raceCall) string {
 // users.
 func TestSecretsReplicasRaceOnSameDevices(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
 	var conflicts atomic.Int64

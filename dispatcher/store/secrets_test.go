@@ -24,6 +24,7 @@ import (
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/kube"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 func testConfig(shards int32) config.TokenStore {
@@ -56,7 +57,7 @@ func readShards(t *testing.T, cs kubernetes.Interface, ns string, cfg config.Tok
 // state of every device.
 func TestSecretsReplicasDoNotLoseBindings(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
 	var conflicts sync.Map
@@ -188,7 +189,7 @@ func gatedClient(t *testing.T, cfg *rest.Config) (*kube.Client, *putGate) {
 // shard is refused and the others commit.
 func TestSecretsGroupCommit(t *testing.T) {
 	restCfg, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(1)
 	cfg.MaxShardBytes = 4096
 	createShards(t, cs, ns, cfg)
@@ -245,7 +246,7 @@ func TestSecretsGroupCommit(t *testing.T) {
 // from, and that Memory counts fill the same way.
 func TestSecretsFillAnnotation(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
 	clk := newClock()
@@ -300,7 +301,7 @@ func TestSecretsFillAnnotation(t *testing.T) {
 // cache through its watch.
 func TestSecretsCacheFollowsOtherReplica(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
 	a := startSecrets(t, adminClient(t), ns, cfg, SecretsOptions{})
@@ -325,7 +326,7 @@ func TestSecretsCacheFollowsOtherReplica(t *testing.T) {
 // re-registration of the same token must not delete it.
 func TestSecretsRemoveTokenAcrossReplicas(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
 	clk := newClock()
@@ -368,7 +369,7 @@ func TestSecretsRemoveTokenAcrossReplicas(t *testing.T) {
 // or foreign Secret keeps it not ready.
 func TestSecretsStartNeedsEveryShard(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: cfg.ShardName(0), Namespace: ns}, Type: SecretType,
@@ -408,7 +409,7 @@ func TestSecretsStartNeedsEveryShard(t *testing.T) {
 // brings it back.
 func TestSecretsShardDeletedAndRecreated(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(1)
 	createShards(t, cs, ns, cfg)
 	runCtx, stop := context.WithCancel(context.Background())
@@ -443,7 +444,7 @@ var dispatcherVerbs = []string{"get", "watch", "update"}
 // as the operator renders it, with a token from the TokenRequest API.
 func TestSecretsRunsAsRestrictedServiceAccount(t *testing.T) {
 	restCfg, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(2)
 	createShards(t, cs, ns, cfg)
 	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "someone-else", Namespace: ns}, StringData: map[string]string{"k": "v"}}
@@ -532,7 +533,7 @@ func TestSecretsRunsAsRestrictedServiceAccount(t *testing.T) {
 // waits for it, and a caller that gives up first leaves nothing written.
 func TestSecretsWriteBudget(t *testing.T) {
 	_, cs := apiServer(t)
-	ns := newNamespace(t, cs)
+	ns := testenv.Namespace(t, cs, "store")
 	cfg := testConfig(1)
 	// One byte a second with a burst of one second: the first write already
 	// waits far beyond its caller's deadline.

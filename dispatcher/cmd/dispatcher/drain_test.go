@@ -216,8 +216,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 	// tenant creates a namespace with users bound half to APNs, half to
 	// Huawei (only Huawei when huaweiOnly), and starts the dispatcher.
-	tenant := func(t *testing.T, namespace string, drainTimeout time.Duration, huaweiOnly bool) (*process, []string) {
-		createTenant(t, client, namespace, certs)
+	tenant := func(t *testing.T, prefix string, drainTimeout time.Duration, huaweiOnly bool) (*process, []string) {
+		namespace, _ := createTenant(t, client, prefix, certs)
 		p := startProcess(t, bin, namespace, drainTimeout)
 		api := &localrun.API{URL: p.url, Token: apiToken}
 		var users []string

@@ -61,28 +61,25 @@ func (b *syncBuffer) String() string {
 }
 
 const (
-	ns        = "tenant-chat"
 	apiToken  = "api-token-of-chat"
 	appKeyVal = "app-123"
 )
 
-func setup(t *testing.T, client kubernetes.Interface) []byte {
+func setup(t *testing.T, client kubernetes.Interface) (namespace string, doc []byte) {
 	t.Helper()
-	return createTenant(t, client, ns, []config.Certificate{{
+	return createTenant(t, client, "tenant-chat", []config.Certificate{{
 		Name: "vivo", Resource: "vivo-prod", Provider: config.Vivo, Vivo: &config.VivoSpec{AppID: "1001"},
 		Data: map[string][]byte{config.KeyAppKey: []byte("k"), config.KeyAppSecret: []byte("s")},
 	}})
 }
 
-// createTenant creates namespace with the Secrets the operator would render
-// for tenant "chat" with certs: config, API token and empty shards. It
-// returns the config document.
-func createTenant(t *testing.T, client kubernetes.Interface, namespace string, certs []config.Certificate) []byte {
+// createTenant creates a namespace named from prefix with the Secrets the
+// operator would render for tenant "chat" with certs: config, API token and
+// empty shards. It returns the namespace and the config document.
+func createTenant(t *testing.T, client kubernetes.Interface, prefix string, certs []config.Certificate) (namespace string, doc []byte) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	namespace = testenv.Namespace(t, client, prefix)
 	cfg := config.Config{
 		Version: config.Version, Tenant: "chat", Namespace: namespace, AppKey: appKeyVal, Replicas: 1,
 		Certificates:   certs,
@@ -109,7 +106,7 @@ func createTenant(t *testing.T, client kubernetes.Interface, namespace string, c
 			t.Fatal(err)
 		}
 	}
-	return doc
+	return namespace, doc
 }
 
 func call(t *testing.T, method, url, body string) (int, string) {
@@ -133,7 +130,7 @@ func call(t *testing.T, method, url, body string) (int, string) {
 // Secret, accepts a notification, and drains on the signal.
 func TestServeAndDrain(t *testing.T) {
 	client := kubernetes.NewForConfigOrDie(restCfg)
-	doc := setup(t, client)
+	ns, doc := setup(t, client)
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
