@@ -256,6 +256,10 @@ func (p *StreamPool) closeIdle() {
 	for _, cc := range idle {
 		_ = cc.Close()
 	}
+	// Close marks the connections closed at once, but the transport calls
+	// MarkDead only when their read loops end: sample now, so the stream
+	// limit drops with the connections.
+	p.sample()
 	if c, ok := p.h1.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 )
 
 // tlsServer serves 200 over TLS, HTTP/2 advertising streams when h2, and
@@ -74,6 +75,9 @@ func TestStreamPoolReportsLimitAndReuses(t *testing.T) {
 	if accepted, _ := conns(); accepted != 1 {
 		t.Errorf("%d connections for 10 requests, want 1 reused", accepted)
 	}
+	// The caller has read the last body before the HTTP/2 client forgets
+	// its stream, so wait until the connection is idle, as it is for good.
+	waitIdle(t, pool)
 	hc.CloseIdleConnections()
 	if got := pool.MaxConcurrentStreams(); got != 0 {
 		t.Errorf("limit after closing %d, want 0", got)
@@ -83,6 +87,27 @@ func TestStreamPoolReportsLimitAndReuses(t *testing.T) {
 	}
 	if accepted, _ := conns(); accepted != 2 {
 		t.Errorf("%d connections, want a new one after closing", accepted)
+	}
+}
+
+// waitIdle waits until no connection of pool has a stream in use.
+func waitIdle(t *testing.T, pool *StreamPool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		busy := 0
+		pool.mu.Lock()
+		for _, list := range pool.conns {
+			for _, cc := range list {
+				busy += cc.State().StreamsActive
+			}
+		}
+		pool.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still active", busy)
+		}
 	}
 }
 
