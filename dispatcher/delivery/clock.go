@@ -8,7 +8,11 @@ import "time"
 // (Options.CallTimeout) use real time: they bound real network calls.
 type Clock interface {
 	Now() time.Time
-	NewTimer(d time.Duration) Timer
+	// TimerAt returns a timer that fires once the clock reads due. It
+	// takes a time, not a duration: a duration counted from an earlier
+	// reading of Now would be late by the time between the two calls,
+	// which a fake clock can make as long as it likes.
+	TimerAt(due time.Time) Timer
 }
 
 // Timer is the part of *time.Timer the engine uses.
@@ -22,7 +26,7 @@ type RealClock struct{}
 
 func (RealClock) Now() time.Time { return time.Now() }
 
-func (RealClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+func (RealClock) TimerAt(due time.Time) Timer { return realTimer{time.NewTimer(time.Until(due))} }
 
 type realTimer struct{ t *time.Timer }
 

@@ -32,11 +32,11 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
+func (c *fakeClock) TimerAt(due time.Time) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
-	if d <= 0 {
+	t := &fakeTimer{c: c, at: due, ch: make(chan time.Time, 1)}
+	if !due.After(c.now) {
 		t.fired = true
 		t.ch <- c.now
 		return t

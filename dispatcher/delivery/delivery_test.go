@@ -117,7 +117,11 @@ func newHarness(t *testing.T, opts Options) *harness {
 	}
 	t.Cleanup(func() {
 		if h.e != nil {
-			h.e.Drain(context.Background())
+			// Bounded: after a failed test deliveries may wait on the fake
+			// clock for ever, and the test should end with its failure.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			h.e.Drain(ctx)
 		}
 	})
 	return h

@@ -65,7 +65,7 @@ func (e *Engine) scheduler() {
 			due = append(due, heap.Pop(&e.delays).(delayed))
 		}
 		if len(due) == 0 && len(e.delays) > 0 {
-			timer = e.clock.NewTimer(e.delays[0].due.Sub(now))
+			timer = e.clock.TimerAt(e.delays[0].due)
 			fire = timer.C()
 		}
 		e.heapMu.Unlock()
