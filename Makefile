@@ -46,10 +46,14 @@ vet: ## go vet
 k8s-bin: ## Build kube-apiserver and etcd from Go modules into the user cache (once).
 	@hack/k8s-bin/build.sh >/dev/null
 
+# TEST_PKGS narrows `make test` to some packages; GO_TEST_FLAGS adds flags
+# (a later -count overrides the -count=1).
+TEST_PKGS ?= ./...
+
 .PHONY: test
 test: k8s-bin $(CONTROLLER_GEN) $(KUSTOMIZE) ## Run all tests (race detector) against a real API server.
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bin/build.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" KUSTOMIZE="$(KUSTOMIZE)" \
-		go test -race -count=1 -timeout 30m $(GO_TEST_FLAGS) ./...
+		go test -race -count=1 -timeout 30m $(GO_TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: bench
 bench: k8s-bin build ## Run the benchmarks and print figures.
