@@ -146,7 +146,8 @@ func peekRecipients(body []byte) (id string, recipients int, ok bool) {
 }
 
 // decodeOptions are those of encoding/json's Decoder with
-// DisallowUnknownFields: the same reading and the same errors.
+// DisallowUnknownFields: the same bodies accepted and refused (the texts
+// of syntax errors name the byte, see TestDecodeJSON).
 var decodeOptions = jsonv2.JoinOptions(json.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true))
 
 // decodeJSON decodes exactly one JSON value into v, refusing unknown fields

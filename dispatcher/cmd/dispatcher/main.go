@@ -69,9 +69,10 @@ const (
 // 143 MiB for a 128 MiB request, with this 120-127 MiB, at a cost in
 // collector CPU under a long group-message backlog
 // (docs/performance-history.md, "Peak RSS"; a larger request lifts the
-// limit with it). An earlier, larger build with 100,000 idempotency records had its collector running
-// nearly nonstop at 90% of the request; the half-request floor keeps a
-// small request with a large binary from doing the same.
+// limit with it). An earlier, larger build with 100,000 idempotency
+// records had its collector running nearly nonstop at 90% of the request;
+// the half-request floor keeps a small request with a large binary from
+// doing the same.
 func setMemoryLimit(getenv func(string) string, fileResident int64) int64 {
 	if getenv("GOMEMLIMIT") != "" {
 		return 0
