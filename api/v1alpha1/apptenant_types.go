@@ -212,7 +212,3 @@ type AppTenantList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AppTenant `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AppTenant{}, &AppTenantList{})
-}

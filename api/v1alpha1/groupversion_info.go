@@ -5,17 +5,30 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the API group and version of these kinds.
 	GroupVersion = schema.GroupVersion{Group: "push.imcloud.io", Version: "v1alpha1"}
 
-	// SchemeBuilder registers the kinds with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// SchemeBuilder registers the kinds with a scheme. It is apimachinery's
+	// builder, not controller-runtime's (deprecated there), so that importing
+	// the API types does not pull in controller-runtime.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&PushCertificate{}, &PushCertificateList{},
+		&PushPolicy{}, &PushPolicyList{},
+		&AppTenant{}, &AppTenantList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -270,7 +270,3 @@ type PushCertificateList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PushCertificate `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PushCertificate{}, &PushCertificateList{})
-}

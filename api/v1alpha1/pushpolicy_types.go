@@ -278,7 +278,3 @@ type PushPolicyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PushPolicy `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PushPolicy{}, &PushPolicyList{})
-}

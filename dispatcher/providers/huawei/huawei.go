@@ -91,12 +91,11 @@ var codeOutcomes = map[string]providers.Outcome{
 }
 
 type client struct {
-	http     *http.Client
-	now      func() time.Time
-	tokens   *providers.TokenCache
-	sendURL  string
-	category string
-	badge    string
+	http    *http.Client
+	now     func() time.Time
+	tokens  *providers.TokenCache
+	sendURL string
+	badge   string
 }
 
 // New returns a Huawei client for cert.
