@@ -7,10 +7,12 @@ K8S_VERSION ?= v1.37.1
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 # kustomize v5.8.3 requires Go >= 1.27; v5.8.2 is the newest release that builds with Go 1.26.
 KUSTOMIZE_VERSION ?= v5.8.2
+STATICCHECK_VERSION ?= v0.8.2
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+STATICCHECK ?= $(LOCALBIN)/staticcheck-$(STATICCHECK_VERSION)
 GO_TEST_FLAGS ?=
 BENCH_FLAGS ?=
 
@@ -41,6 +43,10 @@ fmt: ## go fmt
 .PHONY: vet
 vet: ## go vet
 	go vet ./...
+
+.PHONY: lint
+lint: vet $(STATICCHECK) ## go vet and staticcheck (CI runs it before the tests).
+	$(STATICCHECK) ./...
 
 .PHONY: k8s-bin
 k8s-bin: ## Build kube-apiserver and etcd from Go modules into the user cache (once).
@@ -108,5 +114,9 @@ $(KUSTOMIZE):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
 
+$(STATICCHECK):
+	GOBIN=$(LOCALBIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(LOCALBIN)/staticcheck $@
+
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install the pinned tools.
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(STATICCHECK) ## Install the pinned tools.
