@@ -90,7 +90,9 @@
 // impush_dispatcher_tokens_removed_total{provider,certificate},
 // impush_dispatcher_binding_failures_total{provider,certificate,reason},
 // impush_dispatcher_provider_call_duration_seconds{provider,certificate,outcome}
-// and impush_dispatcher_queue_wait_seconds{provider} (acceptance to first call).
+// impush_dispatcher_queue_wait_seconds{provider} (acceptance to first call)
+// and impush_dispatcher_send_latency_seconds{provider} (acceptance to the
+// first call's request written to the provider's connection).
 //
 // Outcomes stay queryable for at least IdempotencyWindow after acceptance
 // (longer while still pending) and at most IdempotencyMax notifications are
@@ -394,7 +396,8 @@ func (e *Engine) ensurePool(p config.Provider) {
 	// Capacity QueueSize: at most QueueSize jobs exist, so a send to a pool
 	// never blocks.
 	pl := &pool{provider: p, jobs: make(chan *job, e.opts.QueueSize), fixed: e.opts.Workers,
-		queueWait: e.metrics.queueWait.WithLabelValues(string(p))}
+		queueWait:   e.metrics.queueWait.WithLabelValues(string(p)),
+		sendLatency: e.metrics.sendLatency.WithLabelValues(string(p))}
 	if w := e.opts.ProviderWorkers[p]; w > 0 {
 		pl.fixed = w
 	}

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -239,6 +244,32 @@ func (h *harness) metric(name string, match map[string]string) float64 {
 	return sum
 }
 
+// histogramSum is the sum of the observations of the histograms named name
+// whose labels include match.
+func (h *harness) histogramSum(name string, match map[string]string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range match {
+				if label(m, k) != v {
+					continue next
+				}
+			}
+			sum += m.GetHistogram().GetSampleSum()
+		}
+	}
+	return sum
+}
+
 // value reads one counter or gauge, as prometheus/testutil.ToFloat64 does
 // (testutil itself needs a module go.mod does not list).
 func value(t *testing.T, m prometheus.Metric) float64 {
@@ -377,6 +408,70 @@ func TestRetryAfterThenSuccess(t *testing.T) {
 	// Two calls, one delivery: the queue wait is its first call's only.
 	if got := h.metric("impush_dispatcher_queue_wait_seconds", map[string]string{"provider": "Huawei"}); got != 1 {
 		t.Errorf("queue wait observations %v, want 1", got)
+	}
+	h.drain(context.Background())
+}
+
+// The send latency runs from acceptance to the first call's request written
+// to the provider's connection, as net/http reports it through the call's
+// context; a call that writes no request is not observed.
+func TestSendLatencyFromAcceptanceToRequestWritten(t *testing.T) {
+	h := newHarness(t, Options{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	tr := &http.Transport{}
+	t.Cleanup(func() { tr.CloseIdleConnections(); srv.Close() })
+	post := func(ctx context.Context) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(`{"to":"tok"}`))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = resp.Body.Close()
+	}
+	// Each call takes 3 ms before its request is written and 2 ms more for
+	// the answer; the first is answered with a retry, so a second call
+	// writes a request too.
+	viaHTTP := newClient(config.Huawei, func(ctx context.Context, m *providers.Message, n int) providers.Result {
+		h.clock.Advance(3 * time.Millisecond)
+		post(ctx)
+		h.clock.Advance(2 * time.Millisecond)
+		if n == 1 {
+			return providers.Result{Outcome: providers.Retry, Reason: "503", RetryAfter: time.Second}
+		}
+		return delivered
+	})
+	h.setClients(map[string]providers.Client{"hw": viaHTTP, "fcm": newClient(config.FCM, answers(delivered))})
+	h.bind("bob", "phone", "hw", "tok")
+	h.bind("eve", "phone", "fcm", "tok2")
+
+	h.submit(notification("n1", "bob"))
+	h.advanceToTimer(t0.Add(time.Hour))
+	wantOutcome(t, outcome(t, h.wait("n1"), "phone"), Delivered, "", "hw", 2)
+	h.submit(notification("n2", "eve"))
+	wantOutcome(t, outcome(t, h.wait("n2"), "phone"), Delivered, "", "fcm", 1)
+
+	huawei, fcm := map[string]string{"provider": "Huawei"}, map[string]string{"provider": "FCM"}
+	for _, p := range []map[string]string{huawei, fcm} {
+		if got := h.metric("impush_dispatcher_queue_wait_seconds", p); got != 1 {
+			t.Errorf("%v queue wait observations %v, want 1 (one per delivery)", p, got)
+		}
+	}
+	// Bob's first call only; eve's client wrote no request.
+	if got := h.metric("impush_dispatcher_send_latency_seconds", fcm); got != 0 {
+		t.Errorf("FCM send latency observations %v, want none", got)
+	}
+	if got := h.metric("impush_dispatcher_send_latency_seconds", huawei); got != 1 {
+		t.Fatalf("Huawei send latency observations %v, want 1", got)
+	}
+	if got := h.histogramSum("impush_dispatcher_send_latency_seconds", huawei); math.Abs(got-0.003) > 1e-9 {
+		t.Errorf("send latency %vs, want 0.003s (acceptance to the first request written)", got)
 	}
 	h.drain(context.Background())
 }

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +52,37 @@ type pool struct {
 	attempts atomic.Uint32
 	// maxWorkers is the cap from the stream limits (0 until known).
 	maxWorkers atomic.Int32
-	// queueWait is the provider's histogram child, looked up once and not
-	// per delivery.
-	queueWait prometheus.Observer
+	// queueWait and sendLatency are the provider's histogram children,
+	// looked up once and not per delivery.
+	queueWait, sendLatency prometheus.Observer
+}
+
+// sendTrace stamps when a worker's provider call has written its request
+// to the connection: the client libraries send through net/http or
+// x/net/http2, which call httptrace's WroteRequest from the context. With
+// acceptance it gives the latency the dispatcher adds before the provider's
+// own round trip (impush_dispatcher_send_latency_seconds). One per worker,
+// reused for every call, so a call allocates nothing for it.
+type sendTrace struct {
+	clock Clock
+	// wrote is when the call's last request was written (UnixNano), 0 for
+	// none yet: the last, because a client may first fetch an OAuth token
+	// with the same context.
+	wrote atomic.Int64
+	// ctx is the engine's context carrying the trace.
+	ctx context.Context
+}
+
+func (e *Engine) newSendTrace() *sendTrace {
+	st := &sendTrace{clock: e.clock}
+	st.ctx = httptrace.WithClientTrace(e.ctx, &httptrace.ClientTrace{WroteRequest: st.wroteRequest})
+	return st
+}
+
+func (st *sendTrace) wroteRequest(info httptrace.WroteRequestInfo) {
+	if info.Err == nil {
+		st.wrote.Store(st.clock.Now().UnixNano())
+	}
 }
 
 // resizeEvery: a pool re-reads its clients' stream limits every this many
@@ -63,6 +92,7 @@ const resizeEvery = 512
 
 func (e *Engine) worker(p *pool) {
 	defer e.wg.Done()
+	st := e.newSendTrace()
 	idle := time.NewTimer(e.opts.IdleWorkerTimeout)
 	defer idle.Stop()
 	for {
@@ -76,7 +106,7 @@ func (e *Engine) worker(p *pool) {
 			idle.Reset(e.opts.IdleWorkerTimeout)
 			continue
 		case j := <-p.jobs:
-			e.attempt(p, j)
+			e.attempt(p, j, st)
 		}
 		idle.Reset(e.opts.IdleWorkerTimeout)
 		if p.fixed == 0 && (!p.sized.Load() || p.attempts.Add(1)%resizeEvery == 0) {
@@ -204,9 +234,9 @@ func (e *Engine) routeLocked(j *job) {
 	}
 }
 
-// attempt makes one send of j, from pool p, or decides it cannot be made
-// now.
-func (e *Engine) attempt(p *pool, j *job) {
+// attempt makes one send of j, from pool p, with the worker's trace st, or
+// decides it cannot be made now.
+func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 	if e.ctx.Err() != nil {
 		e.finish(j, Dropped, ReasonShutdown, "")
 		return
@@ -236,17 +266,26 @@ func (e *Engine) attempt(p *pool, j *job) {
 		return
 	}
 
-	if !j.called {
+	first := !j.called
+	if first {
 		j.called = true
 		p.queueWait.Observe(now.Sub(j.rec.receipt.AcceptedAt).Seconds())
+		st.wrote.Store(0)
 	}
 	// In place, not a copy per attempt: a copy escapes to the heap through
 	// the Client interface, a quarter of a kilobyte per send.
 	j.msg.Token = b.Token
-	ctx, cancel := context.WithTimeout(e.ctx, e.opts.CallTimeout)
+	ctx, cancel := context.WithTimeout(st.ctx, e.opts.CallTimeout)
 	res := c.client.Send(ctx, j.msg)
 	cancel()
 	end := e.clock.Now()
+	if first {
+		// A call that never wrote its request (the connection failed) is
+		// not observed.
+		if w := st.wrote.Load(); w != 0 {
+			p.sendLatency.Observe(time.Unix(0, w).Sub(j.rec.receipt.AcceptedAt).Seconds())
+		}
+	}
 	prov, cert := string(c.cert.Provider), c.cert.Name
 	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
 	if p.lim != nil && answered(res.Outcome) {

@@ -202,6 +202,72 @@ func histogramOver(families map[string]*dto.MetricFamily, name string, labels ma
 	return over, total, nil
 }
 
+// buckets is a histogram's cumulative counts by upper bound (ascending, +Inf
+// left out) and its count of observations.
+type buckets struct {
+	bounds, counts []float64
+	total          float64
+}
+
+// histogramBuckets sums the buckets of the histograms name with labels (all
+// with the same bounds).
+func histogramBuckets(families map[string]*dto.MetricFamily, name string, labels map[string]string) (buckets, error) {
+	var b buckets
+	for i, m := range matching(families, name, labels) {
+		h := m.GetHistogram()
+		if i == 0 {
+			for _, bk := range h.GetBucket() {
+				b.bounds = append(b.bounds, bk.GetUpperBound())
+			}
+			b.counts = make([]float64, len(b.bounds))
+		}
+		if len(h.GetBucket()) != len(b.bounds) {
+			return buckets{}, fmt.Errorf("histograms %s have different buckets", name)
+		}
+		for k, bk := range h.GetBucket() {
+			b.counts[k] += float64(bk.GetCumulativeCount())
+		}
+		b.total += float64(h.GetSampleCount())
+	}
+	if b.bounds == nil {
+		return buckets{}, fmt.Errorf("no histogram %s %v", name, labels)
+	}
+	return b, nil
+}
+
+// minus is b's observations since a, an earlier reading of the same
+// histogram.
+func (b buckets) minus(a buckets) buckets {
+	d := buckets{bounds: b.bounds, counts: make([]float64, len(b.counts)), total: b.total - a.total}
+	for k := range b.counts {
+		d.counts[k] = b.counts[k]
+		if k < len(a.counts) {
+			d.counts[k] -= a.counts[k]
+		}
+	}
+	return d
+}
+
+// quantile estimates the q-quantile as Prometheus' histogram_quantile does:
+// linearly within the bucket the rank falls in (from 0 for the first); past
+// the last bound, that bound (the quantile is at least that). b must have
+// observations.
+func (b buckets) quantile(q float64) float64 {
+	rank := q * b.total
+	lower, below := 0.0, 0.0
+	for k, upper := range b.bounds {
+		if b.counts[k] >= rank {
+			in := b.counts[k] - below
+			if in <= 0 {
+				return upper
+			}
+			return lower + (upper-lower)*(rank-below)/in
+		}
+		lower, below = upper, b.counts[k]
+	}
+	return lower
+}
+
 // writeCounters are the figures compared before and after a token-store
 // window: request bytes of Secret updates at the API server, and bytes etcd
 // appended to its write-ahead log (fsynced).

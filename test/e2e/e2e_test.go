@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,6 +197,22 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if r := received(sys.Huawei.State, "huawei-token-alice-0001"); len(r) == 1 && r[0].Fields["category"] != "IM" {
 			t.Errorf("Huawei category %q, want IM", r[0].Fields["category"])
+		}
+		// Every client library reports its request written (httptrace), so
+		// each provider's send latency has this notification's delivery.
+		resp, err := http.Get(api.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"APNs", "Huawei", "Honor", "Xiaomi", "OPPO", "Vivo", "Meizu"} {
+			if want := `impush_dispatcher_send_latency_seconds_count{provider="` + p + `"} 1`; !strings.Contains(string(metrics), want) {
+				t.Errorf("metrics lack %s", want)
+			}
 		}
 	})
 
