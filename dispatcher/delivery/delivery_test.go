@@ -212,41 +212,30 @@ func (h *harness) waitParked(n int) {
 	}
 }
 
-// metric sums the samples of name whose labels include match.
+// metric sums the samples of name whose labels include match: counters'
+// and gauges' values, histograms' counts of observations.
 func (h *harness) metric(name string, match map[string]string) float64 {
-	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
+	return h.sum(name, match, func(m *dto.Metric) float64 {
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
 		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range match {
-				if label(m, k) != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
+		return 0
+	})
 }
 
-// histogramSum is the sum of the observations of the histograms named name
-// whose labels include match.
+// histogramSum sums the observations of the histograms name whose labels
+// include match.
 func (h *harness) histogramSum(name string, match map[string]string) float64 {
+	return h.sum(name, match, func(m *dto.Metric) float64 { return m.GetHistogram().GetSampleSum() })
+}
+
+// sum adds value(m) over the samples m of name whose labels include match.
+func (h *harness) sum(name string, match map[string]string, value func(*dto.Metric) float64) float64 {
 	h.t.Helper()
 	mfs, err := h.reg.Gather()
 	if err != nil {
@@ -264,7 +253,7 @@ func (h *harness) histogramSum(name string, match map[string]string) float64 {
 					continue next
 				}
 			}
-			sum += m.GetHistogram().GetSampleSum()
+			sum += value(m)
 		}
 	}
 	return sum
