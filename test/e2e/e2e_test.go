@@ -160,6 +160,7 @@ func TestEndToEnd(t *testing.T) {
 		{"bob", "x100", "vivo-demo", "vivo-token-bob"},
 		{"bob", "meizu", "meizu-demo", "meizu-token-bob"},
 		{"bob", "magic", "honor-demo", "honor-token-bob"},
+		{"erin", "pixel", "fcm-demo", "fcm-token-erin"},
 	}
 	for _, b := range binds {
 		if err := api.Bind(ctx, b.user, b.device, b.cert, b.token); err != nil {
@@ -168,12 +169,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	t.Run("every provider receives in its own format", func(t *testing.T) {
-		st, err := api.Notify(ctx, notification("n1", "carol", "hello", recipient("alice"), recipient("bob")))
+		st, err := api.Notify(ctx, notification("n1", "carol", "hello", recipient("alice"), recipient("bob"), recipient("erin")))
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := states(st)
-		for _, key := range []string{"alice/iphone", "alice/mate", "bob/redmi", "bob/reno", "bob/x100", "bob/meizu", "bob/magic"} {
+		for _, key := range []string{"alice/iphone", "alice/mate", "bob/redmi", "bob/reno", "bob/x100", "bob/meizu", "bob/magic", "erin/pixel"} {
 			if !strings.HasPrefix(got[key], "delivered") {
 				t.Errorf("%s: %s (all: %v)", key, got[key], got)
 			}
@@ -184,7 +185,7 @@ func TestEndToEnd(t *testing.T) {
 		}{
 			{sys.APNs.State, apnsTok}, {sys.Huawei.State, "huawei-token-alice-0001"}, {sys.Xiaomi.State, "xiaomi-token-bob"},
 			{sys.OPPO.State, "CN_oppo-token-bob"}, {sys.Vivo.State, "vivo-token-bob"}, {sys.Meizu.State, "meizu-token-bob"},
-			{sys.Honor.State, "honor-token-bob"},
+			{sys.Honor.State, "honor-token-bob"}, {sys.FCM.State, "fcm-token-erin"},
 		} {
 			r := received(c.state, c.token)
 			if len(r) != 1 || r[0].Title != "Carol" || r[0].Body != "hello" {
@@ -209,7 +210,7 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []string{"APNs", "Huawei", "Honor", "Xiaomi", "OPPO", "Vivo", "Meizu"} {
+		for _, p := range []string{"APNs", "FCM", "Huawei", "Honor", "Xiaomi", "OPPO", "Vivo", "Meizu"} {
 			if want := `impush_dispatcher_send_latency_seconds_count{provider="` + p + `"} 1`; !strings.Contains(string(metrics), want) {
 				t.Errorf("metrics lack %s", want)
 			}
