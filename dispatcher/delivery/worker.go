@@ -67,7 +67,10 @@ type sendTrace struct {
 	clock Clock
 	// wrote is when the call's last request was written (UnixNano), 0 for
 	// none yet: the last, because a client may first fetch an OAuth token
-	// with the same context.
+	// with the same context. A provider that answers before it has read a
+	// whole request could have the write reported after the call returned,
+	// into the worker's next call; that call's observation would then be
+	// off, which a histogram of thousands can bear.
 	wrote atomic.Int64
 	// ctx is the engine's context carrying the trace.
 	ctx context.Context
