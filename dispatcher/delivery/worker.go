@@ -103,7 +103,7 @@ func (e *Engine) worker(p *pool) {
 		case <-e.stop:
 			return
 		case <-idle.C:
-			if p.fixed == 0 && p.leaveIdle() {
+			if p.fixed == 0 && e.leaveIdle(p) {
 				return
 			}
 			idle.Reset(e.opts.IdleWorkerTimeout)
@@ -134,9 +134,20 @@ func (p *pool) shrink() bool {
 	}
 }
 
-// leaveIdle reports whether this idle worker leaves: while more than
-// IdleWorkers run. Its pool's target stays, and the pool grows back to it
-// as jobs queue (routeLocked).
+// leaveIdle reports whether an idle worker of p leaves: while more than
+// IdleWorkers run and no job waits. Its pool's target stays, and the pool
+// grows back to it as jobs queue (routeLocked). Under e.mu, which
+// routeLocked holds while it queues a job and counts the workers: a job
+// queued before keeps this worker (whose timer may have won the select
+// against it), and one queued after sees it gone and starts another, so a
+// job is never left queued for workers that are all busy.
+func (e *Engine) leaveIdle(p *pool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(p.jobs) == 0 && p.leaveIdle()
+}
+
+// leaveIdle takes one worker off running while more than IdleWorkers run.
 func (p *pool) leaveIdle() bool {
 	for {
 		r := p.running.Load()
