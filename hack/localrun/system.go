@@ -120,6 +120,11 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		DispatcherImage:        "local/im-push-dispatcher:dev",
+		// A test may start a System again in the same process (go test
+		// -count), each with its own API server; controller-runtime's
+		// check that controller names are unique assumes one manager per
+		// process.
+		SecondInProcess: true,
 	})
 	if err != nil {
 		return nil, err
