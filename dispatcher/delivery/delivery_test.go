@@ -228,6 +228,19 @@ func (h *harness) metric(name string, match map[string]string) float64 {
 	})
 }
 
+// eventually polls cond, yielding, until it holds, or fails t after 10 s.
+// Safe on any goroutine: it does not stop the test.
+func eventually(t *testing.T, what string, cond func() bool) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("%s: not within 10s", what)
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
 // histogramSum sums the observations of the histograms name whose labels
 // include match.
 func (h *harness) histogramSum(name string, match map[string]string) float64 {
@@ -424,12 +437,17 @@ func TestSendLatencyFromAcceptanceToRequestWritten(t *testing.T) {
 		}
 		_ = resp.Body.Close()
 	}
+	huawei, fcm := map[string]string{"provider": "Huawei"}, map[string]string{"provider": "FCM"}
 	// Each call takes 3 ms before its request is written and 2 ms more for
 	// the answer; the first is answered with a retry, so a second call
-	// writes a request too.
+	// writes a request too. The write is observed on the goroutine that
+	// wrote it, which the answer can overtake: time moves on once it is.
 	viaHTTP := newClient(config.Huawei, func(ctx context.Context, m *providers.Message, n int) providers.Result {
 		h.clock.Advance(3 * time.Millisecond)
 		post(ctx)
+		eventually(t, "the first write observed", func() bool {
+			return h.metric("impush_dispatcher_send_latency_seconds", huawei) >= 1
+		})
 		h.clock.Advance(2 * time.Millisecond)
 		if n == 1 {
 			return providers.Result{Outcome: providers.Retry, Reason: "503", RetryAfter: time.Second}
@@ -446,7 +464,6 @@ func TestSendLatencyFromAcceptanceToRequestWritten(t *testing.T) {
 	h.submit(notification("n2", "eve"))
 	wantOutcome(t, outcome(t, h.wait("n2"), "phone"), Delivered, "", "fcm", 1)
 
-	huawei, fcm := map[string]string{"provider": "Huawei"}, map[string]string{"provider": "FCM"}
 	for _, p := range []map[string]string{huawei, fcm} {
 		if got := h.metric("impush_dispatcher_queue_wait_seconds", p); got != 1 {
 			t.Errorf("%v queue wait observations %v, want 1 (one per delivery)", p, got)

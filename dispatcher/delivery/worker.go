@@ -57,34 +57,44 @@ type pool struct {
 	queueWait, sendLatency prometheus.Observer
 }
 
-// sendTrace stamps when a worker's provider call has written its request
+// sendTrace observes when a worker's provider call has written its request
 // to the connection: the client libraries send through net/http or
 // x/net/http2, which call httptrace's WroteRequest from the context. With
 // acceptance it gives the latency the dispatcher adds before the provider's
 // own round trip (impush_dispatcher_send_latency_seconds). One per worker,
 // reused for every call, so a call allocates nothing for it.
+//
+// It observes in the hook, not after the call returns: both libraries call
+// WroteRequest after flushing the request, on the goroutine that wrote it,
+// and the answer can reach the caller first.
 type sendTrace struct {
-	clock Clock
-	// wrote is when the call's last request was written (UnixNano), 0 for
-	// none yet: the last, because a client may first fetch an OAuth token
-	// with the same context. A provider that answers before it has read a
-	// whole request could have the write reported after the call returned,
-	// into the worker's next call; that call's observation would then be
-	// off, which a histogram of thousands can bear.
-	wrote atomic.Int64
+	clock    Clock
+	observer prometheus.Observer
+	// accepted is the acceptance (UnixNano) of the delivery whose first
+	// call this is, 0 when its write is not to be observed (a retry, or
+	// observed already). The first write observes it: a client that fetches
+	// an OAuth token with the call's context (Huawei's and Honor's, about
+	// hourly) has that request observed instead of the send. A write
+	// reported so late that the worker has started another first call
+	// takes that call's acceptance; such an observation is off, and is
+	// counted as zero when it would be negative.
+	accepted atomic.Int64
 	// ctx is the engine's context carrying the trace.
 	ctx context.Context
 }
 
-func (e *Engine) newSendTrace() *sendTrace {
-	st := &sendTrace{clock: e.clock}
+func (e *Engine) newSendTrace(p *pool) *sendTrace {
+	st := &sendTrace{clock: e.clock, observer: p.sendLatency}
 	st.ctx = httptrace.WithClientTrace(e.ctx, &httptrace.ClientTrace{WroteRequest: st.wroteRequest})
 	return st
 }
 
 func (st *sendTrace) wroteRequest(info httptrace.WroteRequestInfo) {
-	if info.Err == nil {
-		st.wrote.Store(st.clock.Now().UnixNano())
+	if info.Err != nil {
+		return
+	}
+	if at := st.accepted.Swap(0); at != 0 {
+		st.observer.Observe(max(0, time.Duration(st.clock.Now().UnixNano()-at)).Seconds())
 	}
 }
 
@@ -95,7 +105,7 @@ const resizeEvery = 512
 
 func (e *Engine) worker(p *pool) {
 	defer e.wg.Done()
-	st := e.newSendTrace()
+	st := e.newSendTrace(p)
 	idle := time.NewTimer(e.opts.IdleWorkerTimeout)
 	defer idle.Stop()
 	for {
@@ -280,11 +290,12 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 		return
 	}
 
-	first := !j.called
-	if first {
+	if !j.called {
 		j.called = true
 		p.queueWait.Observe(now.Sub(j.rec.receipt.AcceptedAt).Seconds())
-		st.wrote.Store(0)
+		st.accepted.Store(j.rec.receipt.AcceptedAt.UnixNano())
+	} else {
+		st.accepted.Store(0)
 	}
 	// In place, not a copy per attempt: a copy escapes to the heap through
 	// the Client interface, a quarter of a kilobyte per send.
@@ -293,13 +304,6 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 	res := c.client.Send(ctx, j.msg)
 	cancel()
 	end := e.clock.Now()
-	if first {
-		// A call that never wrote its request (the connection failed) is
-		// not observed.
-		if w := st.wrote.Load(); w != 0 {
-			p.sendLatency.Observe(time.Unix(0, w).Sub(j.rec.receipt.AcceptedAt).Seconds())
-		}
-	}
 	prov, cert := string(c.cert.Provider), c.cert.Name
 	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
 	if p.lim != nil && answered(res.Outcome) {

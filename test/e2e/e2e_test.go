@@ -200,21 +200,26 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("Huawei category %q, want IM", r[0].Fields["category"])
 		}
 		// Every client library reports its request written (httptrace), so
-		// each provider's send latency has this notification's delivery.
-		resp, err := http.Get(api.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		metrics, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{"APNs", "FCM", "Huawei", "Honor", "Xiaomi", "OPPO", "Vivo", "Meizu"} {
-			if want := `impush_dispatcher_send_latency_seconds_count{provider="` + p + `"} 1`; !strings.Contains(string(metrics), want) {
-				t.Errorf("metrics lack %s", want)
+		// each provider's send latency has this notification's delivery
+		// (observed by the goroutine that wrote it, which the answer can
+		// overtake: polled).
+		until(t, "every provider's send latency observed once", func() error {
+			resp, err := http.Get(api.URL + "/metrics")
+			if err != nil {
+				return err
 			}
-		}
+			metrics, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			for _, p := range []string{"APNs", "FCM", "Huawei", "Honor", "Xiaomi", "OPPO", "Vivo", "Meizu"} {
+				if want := `impush_dispatcher_send_latency_seconds_count{provider="` + p + `"} 1`; !strings.Contains(string(metrics), want) {
+					return fmt.Errorf("metrics lack %s", want)
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("policy skips", func(t *testing.T) {
