@@ -72,9 +72,9 @@ type sendTrace struct {
 	observer prometheus.Observer
 	// accepted is the acceptance (UnixNano) of the delivery whose first
 	// call this is, 0 when its write is not to be observed (a retry, or
-	// observed already). The first write observes it: a client that fetches
-	// an OAuth token with the call's context (Huawei's and Honor's, about
-	// hourly) has that request observed instead of the send. A write
+	// observed already). The first write observes it: a vendor client that
+	// fetches its access token with the call's context (about hourly) has
+	// that request observed instead of the send. A write
 	// reported so late that the worker has started another first call
 	// takes that call's acceptance; such an observation is off, and is
 	// counted as zero when it would be negative.
