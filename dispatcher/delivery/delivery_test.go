@@ -25,6 +25,7 @@ import (
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/store"
+	"github.com/imcloud/im-push-operator/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -226,19 +227,6 @@ func (h *harness) metric(name string, match map[string]string) float64 {
 		}
 		return 0
 	})
-}
-
-// eventually polls cond, yielding, until it holds, or fails t after 10 s.
-// Safe on any goroutine: it does not stop the test.
-func eventually(t *testing.T, what string, cond func() bool) {
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("%s: not within 10s", what)
-			return
-		}
-		runtime.Gosched()
-	}
 }
 
 // histogramSum sums the observations of the histograms name whose labels
@@ -445,7 +433,7 @@ func TestSendLatencyFromAcceptanceToRequestWritten(t *testing.T) {
 	viaHTTP := newClient(config.Huawei, func(ctx context.Context, m *providers.Message, n int) providers.Result {
 		h.clock.Advance(3 * time.Millisecond)
 		post(ctx)
-		eventually(t, "the first write observed", func() bool {
+		testenv.Eventually(t, "the first write observed", 10*time.Second, func() bool {
 			return h.metric("impush_dispatcher_send_latency_seconds", huawei) >= 1
 		})
 		h.clock.Advance(2 * time.Millisecond)

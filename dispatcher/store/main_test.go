@@ -107,16 +107,10 @@ func (c *fakeClock) Advance(d time.Duration) time.Time {
 	return c.t
 }
 
-// eventually polls cond until it holds or the timeout passes.
+// eventually polls cond until it holds, or stops the test after 30 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
+	if !testenv.Eventually(t, what, 30*time.Second, cond) {
+		t.FailNow()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -181,27 +182,6 @@ metrics:
 	return out
 }
 
-// histogramOver is how many observations of histogram name (summed over
-// the samples matching labels) were above bound, which must be one of its
-// bucket bounds, and how many there were in all.
-func histogramOver(families map[string]*dto.MetricFamily, name string, labels map[string]string, bound float64) (over, total float64, err error) {
-	for _, m := range matching(families, name, labels) {
-		h := m.GetHistogram()
-		below := -1.0
-		for _, b := range h.GetBucket() {
-			if math.Abs(b.GetUpperBound()-bound) < 1e-9 { // bound may be a sum
-				below = float64(b.GetCumulativeCount())
-			}
-		}
-		if below < 0 {
-			return 0, 0, fmt.Errorf("histogram %s has no bucket bound %g", name, bound)
-		}
-		total += float64(h.GetSampleCount())
-		over += float64(h.GetSampleCount()) - below
-	}
-	return over, total, nil
-}
-
 // buckets is a histogram's cumulative counts by upper bound (ascending, +Inf
 // left out) and its count of observations.
 type buckets struct {
@@ -210,7 +190,7 @@ type buckets struct {
 }
 
 // histogramBuckets sums the buckets of the histograms name with labels (all
-// with the same bounds).
+// with the same bounds); none matching is no observations.
 func histogramBuckets(families map[string]*dto.MetricFamily, name string, labels map[string]string) (buckets, error) {
 	var b buckets
 	for i, m := range matching(families, name, labels) {
@@ -229,21 +209,29 @@ func histogramBuckets(families map[string]*dto.MetricFamily, name string, labels
 		}
 		b.total += float64(h.GetSampleCount())
 	}
-	if b.bounds == nil {
-		return buckets{}, fmt.Errorf("no histogram %s %v", name, labels)
-	}
 	return b, nil
 }
 
-// minus is b's observations since a, an earlier reading of the same
-// histogram.
-func (b buckets) minus(a buckets) buckets {
-	d := buckets{bounds: b.bounds, counts: make([]float64, len(b.counts)), total: b.total - a.total}
-	for k := range b.counts {
-		d.counts[k] = b.counts[k]
-		if k < len(a.counts) {
-			d.counts[k] -= a.counts[k]
+// over is how many observations were above bound, which must be one of the
+// bucket bounds (compared within rounding: it may be a sum).
+func (b buckets) over(bound float64) (float64, error) {
+	if b.total == 0 {
+		return 0, nil
+	}
+	for k, upper := range b.bounds {
+		if math.Abs(upper-bound) < 1e-9 {
+			return b.total - b.counts[k], nil
 		}
+	}
+	return 0, fmt.Errorf("no bucket bound %g", bound)
+}
+
+// minus is b's observations since a, an earlier reading of the same
+// histogram (or none: the zero buckets).
+func (b buckets) minus(a buckets) buckets {
+	d := buckets{bounds: b.bounds, counts: slices.Clone(b.counts), total: b.total - a.total}
+	for k := range a.counts {
+		d.counts[k] -= a.counts[k]
 	}
 	return d
 }

@@ -30,3 +30,16 @@ func TestBucketsQuantile(t *testing.T) {
 		}
 	}
 }
+
+func TestBucketsOver(t *testing.T) {
+	b := buckets{bounds: []float64{1, 2, 5}, counts: []float64{10, 60, 100}, total: 110}
+	if got, err := b.over(1.5 + 0.5); err != nil || got != 50 {
+		t.Errorf("over(2) = %v, %v; want 50", got, err)
+	}
+	if _, err := b.over(3); err == nil {
+		t.Error("over(3): no error for a bound that is not a bucket's")
+	}
+	if got, err := (buckets{}).over(3); err != nil || got != 0 {
+		t.Errorf("no observations: over(3) = %v, %v; want 0", got, err)
+	}
+}

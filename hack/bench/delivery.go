@@ -504,11 +504,15 @@ func (s *system) tails(ctx context.Context, p config.Provider, latency time.Dura
 		if h.plusLatency {
 			bound += latency.Seconds()
 		}
-		over, total, err := histogramOver(fams, h.metric, labels, bound)
+		b, err := histogramBuckets(fams, h.metric, labels)
 		if err != nil {
 			return nil, buckets{}, err
 		}
-		out = append(out, [2]float64{over, total})
+		over, err := b.over(bound)
+		if err != nil {
+			return nil, buckets{}, fmt.Errorf("histogram %s: %w", h.metric, err)
+		}
+		out = append(out, [2]float64{over, b.total})
 	}
 	b, err := histogramBuckets(fams, sendLatencyMetric, labels)
 	return out, b, err
