@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recordSeeds are user records as encoding/json writes them and as a hand
@@ -26,6 +28,26 @@ var recordSeeds = []string{
 	`{"v":1,"devices":[{"id":"first","id":"second"}],"v":1}`,
 	"{\"v\":1,\"devices\":[{\"id\":\"bad\xff\xfeutf8\"}]}",
 	`{"v":1,"devices":[{"id":"p","bindings":[{"boundAt":"2026-12-06T9:00:00Z"}]}]}`,
+	// The form applyOps writes, which canonicalUser reads, and near misses
+	// it must leave to the general decoder.
+	`{"v":1,"devices":[{"id":"phone","bindings":[{"certificateName":"apns","token":"00ff","boundAt":"2026-12-06T09:00:00.5+08:00"}],"updatedAt":"2026-12-06T09:00:00Z"}],"settings":{}}`,
+	`{"v":1,"devices":[{"id":"a","bindings":null,"updatedAt":"2026-12-06T09:00:00Z"},{"id":"b","bindings":[],"updatedAt":"2026-12-06T09:00:00Z"}],"settings":{}}`,
+	`{"v":1,"devices":[],"settings":{}}`,
+	`{"v":1,"devices":null,"settings":{}}`,
+	`{"v":1,"settings":{}}`,
+	`{"v":1,"devices":[{"id":"用户-ü","bindings":[{"certificateName":"c\u0041","token":"t\"","boundAt":"2026-12-06T09:00:00Z"}],"updatedAt":"2026-12-06T09:00:00Z"}],"settings":{}}`,
+	`{"v":1,"devices":[{"id":"p","bindings":[],"updatedAt":"2026-12-06T09:00:00\u005a"}],"settings":{}}`,
+	`{"v":1,"devices":[{"id":"p","bindings":[],"updatedAt":"2026-12-06T25:00:00Z"}],"settings":{}}`,
+	`{"v":1,"devices":[{"id":"p","bindings":[],"updatedAt":null}],"settings":{}}`,
+	`{"v":1,"settings":{}} `,
+	`{"v":1,"settings":{}}x`,
+	`{"v":1,"settings":{},"settings":{"mode":"None"}}`,
+	`{"v":01}`,
+	`{"v":1.0}`,
+	`{"v":1e0}`,
+	`{"v":-1}`,
+	`{"v":1234567890}`,
+	"{\"v\":1,\"devices\":[{\"id\":\"\x01\",\"bindings\":null,\"updatedAt\":\"2026-12-06T09:00:00Z\"}]}",
 	// Not records: both must refuse.
 	`{"v":2}`,
 	`{"v":"1"}`,
@@ -47,6 +69,13 @@ func FuzzDecodeUserMatchesEncodingJSON(f *testing.F) {
 			wantErr = errors.New("not the record version") // decodeUser refuses it too
 		}
 		got, err := decodeUser(raw)
+		if _, isTime := errors.AsType[*time.ParseError](wantErr); isTime && err == nil && bytes.ContainsRune(raw, '\\') {
+			// encoding/json parses a time's string without unescaping it
+			// (golang/go#47353) and refuses an escaped time; the v2
+			// decoder unescapes it first and reads it. A known difference,
+			// in the store's favour, that no record the store writes has.
+			t.Skip("escaped time string")
+		}
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("decodeUser(%q) error %v, encoding/json's %v", raw, err, wantErr)
 		}
@@ -91,5 +120,44 @@ func TestLookupUserFindsRecordsByID(t *testing.T) {
 	}
 	if got, want := UserKey("用户"), base64.RawURLEncoding.EncodeToString([]byte("用户")); got != want {
 		t.Errorf("UserKey = %q, want %q", got, want)
+	}
+}
+
+// TestStoredRecordsTakeTheCanonicalPath: what applyOps writes for users
+// without settings is what canonicalUser reads, to the same User as
+// encoding/json; with settings it leaves the record to the general decoder.
+func TestStoredRecordsTakeTheCanonicalPath(t *testing.T) {
+	at := time.Date(2026, 12, 6, 9, 0, 0, 123456789, time.FixedZone("", 8*3600))
+	users := []User{
+		{Version: RecordVersion, Devices: []Device{{ID: "phone", Bindings: []Binding{{CertificateName: "apns", Token: strings.Repeat("0f", 32), BoundAt: at}}, UpdatedAt: at.UTC()}}},
+		{Version: RecordVersion, Devices: []Device{
+			{ID: "用户的手机", Bindings: []Binding{{CertificateName: "huawei", Token: "t1", BoundAt: at}, {CertificateName: "fcm", Token: "t2"}}},
+			{ID: "tablet", Bindings: []Binding{}},
+			{ID: "watch"},
+		}},
+	}
+	for _, u := range users {
+		raw, err := json.Marshal(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want User
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := canonicalUser(raw)
+		if !ok {
+			t.Fatalf("canonicalUser(%s) declined a record the store writes", raw)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("canonicalUser(%s)\n = %#v\nencoding/json reads\n   %#v", raw, got, want)
+		}
+		u.Settings.Mode = ModeNone
+		if raw, err = json.Marshal(u); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := canonicalUser(raw); ok {
+			t.Fatalf("canonicalUser(%s) read a record with settings, which it does not know", raw)
+		}
 	}
 }
