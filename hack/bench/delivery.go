@@ -588,6 +588,7 @@ func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
 	client, fake := tenK(ceiling.LoadCPU, ceiling), tenK(ceiling.FakeCPU, ceiling)
 	load := tenK(r.LoadCPU, r)
 	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", load)
+	rep.add(section, shape+": fake provider CPU per 10k deliveries", "CPU s", "", tenK(r.FakeCPU, r))
 	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", tenK(r.DispatcherCPU, r)-client)
 	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
 	rep.add(section, shape+": machine CPU stolen by the hypervisor", "%", "", 100*r.MachineSteal)
