@@ -29,10 +29,8 @@ func canonicalUser(raw []byte) (u User, ok bool) {
 		return User{}, false
 	}
 	if r.lit(`,"devices":`) {
-		if !r.lit(`null`) {
-			if u.Devices, ok = r.devices(); !ok {
-				return User{}, false
-			}
+		if u.Devices, ok = array(&r, r.device); !ok {
+			return User{}, false
 		}
 	}
 	r.lit(`,"settings":{}`)
@@ -124,37 +122,27 @@ func (r *recordReader) time() (time.Time, bool) {
 	return t, true
 }
 
-func (r *recordReader) devices() ([]Device, bool) {
+// array reads a JSON array of elements elem reads, or null (nil); an empty
+// array is empty and not nil, as encoding/json reads it.
+func array[T any](r *recordReader, elem func() (T, bool)) ([]T, bool) {
+	if r.lit(`null`) {
+		return nil, true
+	}
 	if !r.lit(`[`) {
 		return nil, false
 	}
-	ds := make([]Device, 0, 1)
+	vs := make([]T, 0, 1)
 	if r.lit(`]`) {
-		return ds, true
+		return vs, true
 	}
 	for {
-		var d Device
-		var ok bool
-		if !r.lit(`{"id":`) {
+		v, ok := elem()
+		if !ok {
 			return nil, false
 		}
-		if d.ID, ok = r.str(); !ok || !r.lit(`,"bindings":`) {
-			return nil, false
-		}
-		if !r.lit(`null`) {
-			if d.Bindings, ok = r.bindings(); !ok {
-				return nil, false
-			}
-		}
-		if !r.lit(`,"updatedAt":`) {
-			return nil, false
-		}
-		if d.UpdatedAt, ok = r.time(); !ok || !r.lit(`}`) {
-			return nil, false
-		}
-		ds = append(ds, d)
+		vs = append(vs, v)
 		if r.lit(`]`) {
-			return ds, true
+			return vs, true
 		}
 		if !r.lit(`,`) {
 			return nil, false
@@ -162,35 +150,34 @@ func (r *recordReader) devices() ([]Device, bool) {
 	}
 }
 
-func (r *recordReader) bindings() ([]Binding, bool) {
-	if !r.lit(`[`) {
-		return nil, false
+func (r *recordReader) device() (d Device, ok bool) {
+	if !r.lit(`{"id":`) {
+		return d, false
 	}
-	bs := make([]Binding, 0, 1)
-	if r.lit(`]`) {
-		return bs, true
+	if d.ID, ok = r.str(); !ok || !r.lit(`,"bindings":`) {
+		return d, false
 	}
-	for {
-		var b Binding
-		var ok bool
-		if !r.lit(`{"certificateName":`) {
-			return nil, false
-		}
-		if b.CertificateName, ok = r.str(); !ok || !r.lit(`,"token":`) {
-			return nil, false
-		}
-		if b.Token, ok = r.str(); !ok || !r.lit(`,"boundAt":`) {
-			return nil, false
-		}
-		if b.BoundAt, ok = r.time(); !ok || !r.lit(`}`) {
-			return nil, false
-		}
-		bs = append(bs, b)
-		if r.lit(`]`) {
-			return bs, true
-		}
-		if !r.lit(`,`) {
-			return nil, false
-		}
+	if d.Bindings, ok = array(r, r.binding); !ok || !r.lit(`,"updatedAt":`) {
+		return d, false
 	}
+	if d.UpdatedAt, ok = r.time(); !ok || !r.lit(`}`) {
+		return d, false
+	}
+	return d, true
+}
+
+func (r *recordReader) binding() (b Binding, ok bool) {
+	if !r.lit(`{"certificateName":`) {
+		return b, false
+	}
+	if b.CertificateName, ok = r.str(); !ok || !r.lit(`,"token":`) {
+		return b, false
+	}
+	if b.Token, ok = r.str(); !ok || !r.lit(`,"boundAt":`) {
+		return b, false
+	}
+	if b.BoundAt, ok = r.time(); !ok || !r.lit(`}`) {
+		return b, false
+	}
+	return b, true
 }
