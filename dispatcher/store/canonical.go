@@ -73,52 +73,46 @@ func (r *recordReader) uint() (int, bool) {
 	return n, true
 }
 
-// str reads a JSON string without escapes or control characters, whose
-// bytes are valid UTF-8 (encoding/json reads such a string as its bytes).
-func (r *recordReader) str() (string, bool) {
+// quoted reads a JSON string without escapes or control characters and
+// returns its bytes, and whether they are all ASCII.
+func (r *recordReader) quoted() (raw []byte, ascii, ok bool) {
 	if !r.lit(`"`) {
-		return "", false
+		return nil, false, false
 	}
-	start, ascii := r.i, true
+	start := r.i
+	ascii = true
 	for ; r.i < len(r.b); r.i++ {
-		c := r.b[r.i]
-		switch {
+		switch c := r.b[r.i]; {
 		case c == '"':
-			if !ascii && !utf8.Valid(r.b[start:r.i]) {
-				return "", false
-			}
-			v := string(r.b[start:r.i])
 			r.i++
-			return v, true
+			return r.b[start : r.i-1], ascii, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
-	return "", false
+	return nil, false, false
 }
 
-// time reads a string as time.Time's UnmarshalJSON does (strict RFC 3339).
+// str reads a string whose bytes are valid UTF-8 (encoding/json reads such
+// a string as its bytes).
+func (r *recordReader) str() (string, bool) {
+	raw, ascii, ok := r.quoted()
+	if !ok || (!ascii && !utf8.Valid(raw)) {
+		return "", false
+	}
+	return string(raw), true
+}
+
+// time reads a string as time.Time's UnmarshalJSON does (strict RFC 3339
+// on the bytes as they are, which refuses anything not ASCII).
 func (r *recordReader) time() (time.Time, bool) {
-	if !r.lit(`"`) {
-		return time.Time{}, false
-	}
-	start := r.i
-	for r.i < len(r.b) && r.b[r.i] != '"' {
-		if r.b[r.i] == '\\' || r.b[r.i] < 0x20 || r.b[r.i] >= utf8.RuneSelf {
-			return time.Time{}, false
-		}
-		r.i++
-	}
-	if r.i == len(r.b) {
-		return time.Time{}, false
-	}
 	var t time.Time
-	if err := t.UnmarshalText(r.b[start:r.i]); err != nil {
+	raw, _, ok := r.quoted()
+	if !ok || t.UnmarshalText(raw) != nil {
 		return time.Time{}, false
 	}
-	r.i++
 	return t, true
 }
 

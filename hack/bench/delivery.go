@@ -586,13 +586,13 @@ func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
 		return
 	}
 	client, fake := tenK(ceiling.LoadCPU, ceiling), tenK(ceiling.FakeCPU, ceiling)
-	load := tenK(r.LoadCPU, r)
+	load, fakeHere := tenK(r.LoadCPU, r), tenK(r.FakeCPU, r)
 	rep.add(section, shape+": load process CPU per 10k deliveries", "CPU s", "", load)
-	rep.add(section, shape+": fake provider CPU per 10k deliveries", "CPU s", "", tenK(r.FakeCPU, r))
+	rep.add(section, shape+": fake provider CPU per 10k deliveries", "CPU s", "", fakeHere)
 	rep.add(section, shape+": dispatcher CPU beyond the client library per 10k", "CPU s", "", tenK(r.DispatcherCPU, r)-client)
 	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
 	rep.add(section, shape+": machine CPU stolen by the hypervisor", "%", "", 100*r.MachineSteal)
-	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+tenK(r.FakeCPU, r)))
+	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+fakeHere))
 }
 
 func noteErrors(rep *report, what string, r *loadResult) {
