@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	pushv1 "github.com/imcloud/im-push-operator/api/v1alpha1"
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/delivery"
+	"github.com/imcloud/im-push-operator/dispatcher/policy"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
 	"github.com/imcloud/im-push-operator/dispatcher/store"
 	"github.com/imcloud/im-push-operator/hack/localrun"
@@ -222,17 +224,9 @@ func fillStore(ctx context.Context, c client.Client, now time.Time) error {
 		data[i] = map[string][]byte{}
 	}
 	for _, p := range []config.Provider{config.APNs, config.FCM} {
-		cert := "apns-bench"
-		if p == config.FCM {
-			cert = "fcm-bench"
-		}
 		for i := range usersPerProvider {
 			user := fmt.Sprintf("%s%05d", userPrefix(p), i)
-			rec := store.User{Version: store.RecordVersion, Devices: []store.Device{{
-				ID: "phone", UpdatedAt: now,
-				Bindings: []store.Binding{{CertificateName: cert, Token: TokenOf(string(p), i), BoundAt: now}},
-			}}}
-			raw, err := json.Marshal(rec)
+			raw, err := json.Marshal(benchUser(p, i, now))
 			if err != nil {
 				return err
 			}
@@ -261,6 +255,68 @@ func fillStore(ctx context.Context, c client.Client, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// benchUser is the record of benchmark user i of provider p: one device
+// with one binding to the fake's certificate.
+func benchUser(p config.Provider, i int, now time.Time) store.User {
+	cert := "apns-bench"
+	if p == config.FCM {
+		cert = "fcm-bench"
+	}
+	return store.User{Version: store.RecordVersion, Devices: []store.Device{{
+		ID: "phone", UpdatedAt: now,
+		Bindings: []store.Binding{{CertificateName: cert, Token: TokenOf(string(p), i), BoundAt: now}},
+	}}}
+}
+
+// ceilingMessage is the provider message the dispatcher makes of the load's
+// single-recipient notification to p's first benchmark user, and the time to
+// live it gives it: the tenant's config as the operator wrote it, through
+// the dispatcher's own policy code, as the engine does (Engine.SetConfig,
+// Submit). The ceiling sends this message with a new ID, token, stamp and
+// expiration each time, so that it measures the same request the
+// dispatcher sends: title, body, data keys and headers. Before 2026-12-07
+// 14:30 it sent a smaller payload with a unique collapse id instead.
+func (s *system) ceilingMessage(ctx context.Context, p config.Provider) (*providers.Message, time.Duration, error) {
+	sec := &corev1.Secret{}
+	if err := s.cl.client.Get(ctx, client.ObjectKey{Namespace: benchNamespace, Name: config.ConfigSecretName(benchTenant)}, sec); err != nil {
+		return nil, 0, err
+	}
+	cfg, err := config.Parse(sec.Data[config.SecretKey])
+	if err != nil {
+		return nil, 0, err
+	}
+	return benchMessage(cfg, p, time.Now())
+}
+
+// benchMessage is ceilingMessage's decision, made at now.
+func benchMessage(parsed *config.Config, p config.Provider, now time.Time) (*providers.Message, time.Duration, error) {
+	cfg := parsed.WithDefaults()
+	renderer, err := policy.NewRenderer(&cfg.Policy)
+	if err != nil {
+		return nil, 0, err
+	}
+	body, _ := notificationBody(loadJob{UserPrefix: userPrefix(p), Users: usersPerProvider, Recipients: 1}, 0)
+	var n policy.Notification
+	if err := json.Unmarshal(body, &n); err != nil {
+		return nil, 0, err
+	}
+	d := policy.Decide(renderer, policy.Input{
+		Notification: &n, Recipient: n.Recipients[0], User: benchUser(p, 0, now), Now: now, Data: policy.Data(&n),
+		ProviderOf: func(name string) (config.Provider, bool) {
+			c, ok := cfg.Certificate(name)
+			if !ok {
+				return "", false
+			}
+			return c.Provider, true
+		},
+	})
+	if len(d.Deliveries) != 1 {
+		return nil, 0, fmt.Errorf("the dispatcher's policy makes %d deliveries of a benchmark notification to %s, want 1", len(d.Deliveries), p)
+	}
+	m := d.Deliveries[0].Message
+	return &m, m.Expiration.Sub(now), nil
 }
 
 // poll calls f every 100 ms until it is done, fails, ctx ends or timeout passes.
@@ -341,6 +397,10 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			workers = v
 		}
 		rep.note("delivery %s: dispatcher's most workers and ceiling concurrency %d", p, workers)
+		msg, ttl, err := s.ceilingMessage(ctx, p)
+		if err != nil {
+			return err
+		}
 		for _, lat := range latencies {
 			if err := f.admin.SetLatency(ctx, lat); err != nil {
 				return err
@@ -350,6 +410,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 				Provider: string(p), FakeURL: f.hello.URL, FakeCA: f.hello.Certificate.CABundle,
 				DispatcherURL: s.api.URL, Token: s.api.Token, DispatcherPID: s.pid, FakePID: f.cmd.Process.Pid,
 				UserPrefix: userPrefix(p), Users: usersPerProvider, Warmup: t.warmup, Window: t.window,
+				Message: msg, MessageTTL: ttl,
 			}
 			job := base
 			job.Kind, job.Certificate, job.Concurrency, job.DispatcherPID = jobCeiling, f.hello.Certificate, workers, 0
@@ -377,6 +438,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			rep.add(section, "1 recipient: share of ceiling", "%", ">= 70", 100*single.PerSecond/ceiling.PerSecond)
 			rep.add(section, "1 recipient: dispatcher CPU per 10k notifications", "CPU s", "", tenK(single.DispatcherCPU, single))
 			cpuRows(rep, section, "1 recipient", ceiling, single)
+			sameRequest(rep, section+" single", ceiling, single)
 			rep.add(section, "1 recipient: dispatcher workers at the end", "workers", "", float64(s.workers(ctx, "impush_dispatcher_provider_workers", p)))
 
 			job = base
@@ -390,6 +452,7 @@ func runDelivery(ctx context.Context, s *system, rep *report, t timing, latencie
 			rep.add(section, "500 recipients: share of ceiling", "%", ">= 90", 100*group.PerSecond/ceiling.PerSecond)
 			rep.add(section, "500 recipients: dispatcher CPU per 10k deliveries", "CPU s", "", tenK(group.DispatcherCPU, group))
 			cpuRows(rep, section, "500 recipients", ceiling, group)
+			sameRequest(rep, section+" group", ceiling, group)
 			rep.add(section, "500 recipients: dispatcher workers at the end", "workers", "", float64(s.workers(ctx, "impush_dispatcher_provider_workers", p)))
 
 			job = base
@@ -593,6 +656,21 @@ func cpuRows(rep *report, section, shape string, ceiling, r *loadResult) {
 	rep.add(section, shape+": machine CPU busy", "%", "", 100*r.MachineBusy)
 	rep.add(section, shape+": machine CPU stolen by the hypervisor", "%", "", 100*r.MachineSteal)
 	rep.add(section, shape+": best share if the dispatcher cost only the client library", "%", "", 100*(client+fake)/(load+client+fakeHere))
+}
+
+// sameRequest notes a window whose provider requests were not the size of
+// the ceiling's: the ceiling sends the dispatcher's own request
+// (ceilingMessage), so a difference means the two measured different work.
+// A group message's bodies are a few bytes shorter than one-to-one ones
+// (the conversation's type and id), hence the tolerance.
+func sameRequest(rep *report, what string, ceiling, r *loadResult) {
+	if ceiling.Delivered == 0 || r.Delivered == 0 {
+		return
+	}
+	c, d := float64(ceiling.BodyBytes)/float64(ceiling.Delivered), float64(r.BodyBytes)/float64(r.Delivered)
+	if math.Abs(d-c) > 0.02*c {
+		rep.note("%s: provider request bodies of %.0f bytes per send, the ceiling's %.0f: not the same request", what, d, c)
+	}
 }
 
 func noteErrors(rep *report, what string, r *loadResult) {

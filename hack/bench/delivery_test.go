@@ -2,7 +2,15 @@ package main
 
 import (
 	"errors"
+	"maps"
+	"reflect"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/imcloud/im-push-operator/dispatcher/config"
+	"github.com/imcloud/im-push-operator/dispatcher/policy"
 )
 
 // TestSteadyMeasuresAgainUnderSteal checks which window steady keeps.
@@ -38,5 +46,49 @@ func TestSteadyMeasuresAgainUnderSteal(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := (timing{maxSteal: 5}).steady(&report{}, "w", func() (*loadResult, error) { tries++; return nil, boom }); err != boom || tries != 1 {
 		t.Errorf("an error: tries %d, err %v; want it returned at once", tries, err)
+	}
+}
+
+// TestCeilingSendsTheDispatchersMessage checks that the ceiling's message is
+// the one the dispatcher's policy makes of the load's notification, and that
+// each send changes only what changes per notification.
+func TestCeilingSendsTheDispatchersMessage(t *testing.T) {
+	cfg := &config.Config{
+		Version: config.Version, Tenant: benchTenant, Namespace: benchNamespace,
+		TokenStore:   config.TokenStore{Shards: benchShards},
+		Certificates: []config.Certificate{{Name: "apns-bench", Provider: config.APNs}, {Name: "fcm-bench", Provider: config.FCM}},
+		Policy: config.Policy{
+			ShowContent: true, Sound: "default", TTL: metav1.Duration{Duration: time.Hour},
+			Templates: []config.Template{{Title: "{{.Sender.DisplayName}}", Body: "{{.Text}}"}},
+		},
+	}
+	now := time.Now()
+	for _, p := range []config.Provider{config.APNs, config.FCM} {
+		m, ttl, err := benchMessage(cfg, p, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Title != "Bench" || m.Body != "hello from the benchmark" || m.Sound != "default" || ttl != time.Hour {
+			t.Errorf("%s: title %q, body %q, sound %q, ttl %v: want the policy's rendering of the load's notification", p, m.Title, m.Body, m.Sound, ttl)
+		}
+		if m.CollapseKey != "c-1" || m.Data[policy.DataConversationID] != "c-1" || m.Data[policy.DataSenderID] != "bench-sender" {
+			t.Errorf("%s: collapse key %q, data %v: want the conversation's", p, m.CollapseKey, m.Data)
+		}
+
+		job := loadJob{Provider: string(p), Message: m, MessageTTL: ttl}
+		a, b := ceilingSend(job, 3), ceilingSend(job, 4)
+		if a.ID == b.ID || a.ID == m.ID || a.Token != TokenOf(string(p), 3) || b.Token != TokenOf(string(p), 4) {
+			t.Errorf("%s: IDs %q, %q and tokens %q, %q: want a new ID and the user's token per send", p, a.ID, b.ID, a.Token, b.Token)
+		}
+		if a.Expiration.Sub(now) < ttl || a.Data[sentAtKey] == "" || a.Data[sentAtKey] == m.Data[sentAtKey] {
+			t.Errorf("%s: expiration %v, stamp %q: want a fresh expiration and stamp", p, a.Expiration, a.Data[sentAtKey])
+		}
+		// Everything else is the dispatcher's message.
+		same := *a
+		same.ID, same.Token, same.Expiration, same.Data = m.ID, m.Token, m.Expiration, maps.Clone(a.Data)
+		same.Data[sentAtKey] = m.Data[sentAtKey]
+		if !reflect.DeepEqual(&same, m) {
+			t.Errorf("%s: the send differs from the dispatcher's message beyond ID, token, expiration and stamp:\n%+v\n%+v", p, same, *m)
+		}
 	}
 }

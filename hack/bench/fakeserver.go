@@ -38,7 +38,9 @@ type fakeHello struct {
 // process started, and the latency samples (request sent by the load process
 // → request arrived here) since the last POST /_bench/reset.
 type fakeStats struct {
-	Delivered int64   `json:"delivered"`
+	Delivered int64 `json:"delivered"`
+	// BodyBytes: the request bodies of those sends.
+	BodyBytes int64   `json:"bodyBytes"`
 	Samples   int     `json:"samples"`
 	P50       float64 `json:"p50Ms"`
 	P99       float64 `json:"p99Ms"`
@@ -146,6 +148,7 @@ type wrapper struct {
 	inner     http.Handler
 	latency   atomic.Int64
 	delivered atomic.Int64
+	bodyBytes atomic.Int64
 
 	mu      sync.Mutex
 	samples []arrival
@@ -196,6 +199,7 @@ func (w *wrapper) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if h.code < 300 && r.URL.Path != "/token" {
 		w.delivered.Add(1)
+		w.bodyBytes.Add(int64(len(body)))
 		if sent, ok := sentAt(body); ok {
 			w.mu.Lock()
 			w.samples = append(w.samples, arrival{sent.UnixNano(), arrived.UnixNano()})
@@ -246,7 +250,7 @@ func (w *wrapper) stats(rw http.ResponseWriter) {
 	}
 	w.mu.Unlock()
 	st := summarize(s)
-	st.Delivered = w.delivered.Load()
+	st.Delivered, st.BodyBytes = w.delivered.Load(), w.bodyBytes.Load()
 	rw.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(rw).Encode(st)
 }

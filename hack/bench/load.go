@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -19,13 +20,13 @@ import (
 	"time"
 
 	"github.com/sideshow/apns2"
-	"github.com/sideshow/apns2/payload"
 	"github.com/sideshow/apns2/token"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/providers"
+	"github.com/imcloud/im-push-operator/dispatcher/providers/apns"
 	"github.com/imcloud/im-push-operator/dispatcher/providers/fcm"
 )
 
@@ -67,6 +68,10 @@ type loadJob struct {
 	Rate        float64       `json:"rate,omitempty"`
 	Warmup      time.Duration `json:"warmup"`
 	Window      time.Duration `json:"window"`
+	// Ceiling jobs: the provider message the dispatcher makes of the load's
+	// notifications (ceilingMessage) and its time to live.
+	Message    *providers.Message `json:"message,omitempty"`
+	MessageTTL time.Duration      `json:"messageTTL,omitempty"`
 	// Bind jobs: certificate name and the user id prefix to bind under.
 	CertificateName string `json:"certificateName,omitempty"`
 }
@@ -77,6 +82,8 @@ type loadResult struct {
 	// Delivered: sends the fake answered 2xx within the window.
 	Delivered int64   `json:"delivered"`
 	PerSecond float64 `json:"perSecond"`
+	// BodyBytes: the bodies of those sends, in bytes.
+	BodyBytes int64 `json:"bodyBytes"`
 	// Requests to the dispatcher within the window, and those refused
 	// (429/503: queue full) or failed otherwise.
 	Requests int64 `json:"requests"`
@@ -202,6 +209,7 @@ func (w *window) finish(ctx context.Context, res *loadResult) error {
 		}
 		w.after = st
 		res.Delivered = st.Delivered - w.before.Delivered
+		res.BodyBytes = st.BodyBytes - w.before.BodyBytes
 		res.Latency = st
 	}
 	res.Seconds = w.end.Sub(w.start).Seconds()
@@ -353,19 +361,11 @@ func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
 			HTTPClient: &http.Client{Transport: &http2.Transport{TLSClientConfig: tlsConfig, ReadIdleTimeout: apns2.ReadIdleTimeout}},
 			Token:      &token.Token{AuthKey: key, KeyID: cert.APNs.KeyID, TeamID: cert.APNs.TeamID},
 		}
+		// The request the dispatcher's APNs client makes of the message:
+		// the same headers (apns-id, collapse id, expiration, push type,
+		// priority) and payload bytes.
 		return func(ctx context.Context, i int) error {
-			p := payload.NewPayload().AlertTitle("Bench").AlertBody("hello").Custom(sentAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
-			// The headers the dispatcher sends for every notification
-			// (dispatcher/providers/apns): a unique apns-id and collapse id,
-			// an expiration, push type and priority. The ceiling sends the
-			// same request, so the share measures what the dispatcher adds,
-			// not a smaller request (unique header values cost HPACK work).
-			id := newID()
-			resp, err := c.PushWithContext(ctx, &apns2.Notification{
-				DeviceToken: TokenOf(job.Provider, i), Topic: cert.APNs.BundleID, Payload: p,
-				ApnsID: id, CollapseID: id, Expiration: time.Now().Add(time.Hour),
-				PushType: apns2.PushTypeAlert, Priority: apns2.PriorityHigh,
-			})
+			resp, err := c.PushWithContext(ctx, apns.Notification(ceilingSend(job, i), cert.APNs.BundleID))
 			if err != nil {
 				return err
 			}
@@ -381,18 +381,29 @@ func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
 			return nil, err
 		}
 		return func(ctx context.Context, i int) error {
-			m := &providers.Message{
-				ID: newID(), Token: TokenOf(job.Provider, i), Title: "Bench", Body: "hello",
-				Data:       map[string]string{sentAtKey: strconv.FormatInt(time.Now().UnixNano(), 10)},
-				Expiration: time.Now().Add(time.Hour),
-			}
-			if r := c.Send(ctx, m); r.Outcome != providers.Delivered {
+			if r := c.Send(ctx, ceilingSend(job, i)); r.Outcome != providers.Delivered {
 				return fmt.Errorf("FCM: %s %s %v", r.Outcome, r.Reason, r.Err)
 			}
 			return nil
 		}, nil
 	}
 	return nil, fmt.Errorf("no ceiling for provider %q", job.Provider)
+}
+
+// ceilingSend is the job's message for one send to benchmark user i: what
+// the dispatcher sends for a notification to that user, which has a new ID
+// (the API's idempotency key, also the apns-id), the user's token, the
+// load's send stamp and an expiration from now. The data map is the
+// message's own, as the dispatcher makes one per notification.
+func ceilingSend(job loadJob, i int) *providers.Message {
+	m := *job.Message
+	m.ID, m.Token, m.Expiration = newID(), TokenOf(job.Provider, i), time.Now().Add(job.MessageTTL)
+	m.Data = maps.Clone(m.Data)
+	if m.Data == nil {
+		m.Data = map[string]string{}
+	}
+	m.Data[sentAtKey] = strconv.FormatInt(time.Now().UnixNano(), 10)
+	return &m
 }
 
 // newID returns a fresh UUID (version 4 in form, as the API and apns-id
