@@ -277,7 +277,7 @@ func benchUser(p config.Provider, i int, now time.Time) store.User {
 // Submit). The ceiling sends this message with a new ID, token, stamp and
 // expiration each time, so that it measures the same request the
 // dispatcher sends: title, body, data keys and headers. Before 2026-12-07
-// 14:30 it sent a smaller payload with a unique collapse id instead.
+// 14:00 it sent a smaller payload with a unique collapse id instead.
 func (s *system) ceilingMessage(ctx context.Context, p config.Provider) (*providers.Message, time.Duration, error) {
 	sec := &corev1.Secret{}
 	if err := s.cl.client.Get(ctx, client.ObjectKey{Namespace: benchNamespace, Name: config.ConfigSecretName(benchTenant)}, sec); err != nil {
