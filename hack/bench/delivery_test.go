@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"maps"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -90,5 +91,22 @@ func TestCeilingSendsTheDispatchersMessage(t *testing.T) {
 		if !reflect.DeepEqual(&same, m) {
 			t.Errorf("%s: the send differs from the dispatcher's message beyond ID, token, expiration and stamp:\n%+v\n%+v", p, same, *m)
 		}
+	}
+}
+
+// TestBracketTakesBothCeilings checks that the two ceilings count as one
+// measurement over both windows.
+func TestBracketTakesBothCeilings(t *testing.T) {
+	before := &loadResult{Seconds: 5, Delivered: 30000, BodyBytes: 30000 * 224, LoadCPU: 2, FakeCPU: 6, MachineBusy: 0.9, MachineSteal: 0.02}
+	after := &loadResult{Seconds: 5, Delivered: 20000, BodyBytes: 20000 * 224, LoadCPU: 1.5, FakeCPU: 5, MachineBusy: 0.8, MachineSteal: 0}
+	c := bracket(before, after)
+	if c.PerSecond != 5000 || c.Delivered != 50000 || c.BodyBytes != 50000*224 {
+		t.Errorf("sends/s %v, sends %d, bytes %d: want 5000 over both windows, 50000, 50000·224", c.PerSecond, c.Delivered, c.BodyBytes)
+	}
+	if tenK(c.LoadCPU, c) != 0.7 || tenK(c.FakeCPU, c) != 2.2 {
+		t.Errorf("client %v and fake %v CPU s per 10k: want 0.7 and 2.2, both windows' CPU over both windows' sends", tenK(c.LoadCPU, c), tenK(c.FakeCPU, c))
+	}
+	if math.Abs(c.MachineBusy-0.85) > 1e-9 || math.Abs(c.MachineSteal-0.01) > 1e-9 {
+		t.Errorf("busy %v, steal %v: want the windows' mean, 0.85 and 0.01", c.MachineBusy, c.MachineSteal)
 	}
 }
