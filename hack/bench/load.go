@@ -345,6 +345,9 @@ func openLoop(rate float64, inFlight int, late *atomic.Int64, send func(counting
 // user i through the provider's client library.
 func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
 	cert := job.Certificate
+	if job.Message == nil {
+		return nil, fmt.Errorf("ceiling job for %s without the dispatcher's message", job.Provider)
+	}
 	switch config.Provider(job.Provider) {
 	case config.APNs:
 		key, err := token.AuthKeyFromBytes(cert.Data[config.KeyAPNsAuthKey])
