@@ -399,13 +399,14 @@ func ceilingSender(job loadJob) (func(context.Context, int) error, error) {
 // load's send stamp and an expiration from now. The data map is the
 // message's own, as the dispatcher makes one per notification.
 func ceilingSend(job loadJob, i int) *providers.Message {
+	now := time.Now()
 	m := *job.Message
-	m.ID, m.Token, m.Expiration = newID(), TokenOf(job.Provider, i), time.Now().Add(job.MessageTTL)
+	m.ID, m.Token, m.Expiration = newID(), TokenOf(job.Provider, i), now.Add(job.MessageTTL)
 	m.Data = maps.Clone(m.Data)
 	if m.Data == nil {
 		m.Data = map[string]string{}
 	}
-	m.Data[sentAtKey] = strconv.FormatInt(time.Now().UnixNano(), 10)
+	m.Data[sentAtKey] = strconv.FormatInt(now.UnixNano(), 10)
 	return &m
 }
 
