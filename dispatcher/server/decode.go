@@ -28,33 +28,41 @@ const (
 	MaxDepth = 32
 )
 
-// readBody reads the whole body within MaxBodyBytes and checks that it is
-// UTF-8 (the decoder would otherwise silently replace bad bytes) and no
-// deeper than MaxDepth.
+// readBody reads the whole body within MaxBodyBytes and checks it (checkBody).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body is larger than %d bytes", MaxBodyBytes)
+			return nil, errBodyTooLarge()
 		}
 		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "reading request body: %v", err)
 	}
-	if !utf8.Valid(body) {
-		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "request body is not valid UTF-8")
-	}
-	if err := checkDepth(body); err != nil {
-		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "%v", err)
-	}
-	return body, nil
+	return body, checkBody(body)
 }
 
-// readJSON reads r's body (readBody), runs the checks on it, and decodes it
-// into v (decodeJSON); on the first error it answers it and returns false.
-func readJSON(w http.ResponseWriter, r *http.Request, v any, checks ...func(body []byte) *apiError) bool {
-	body, e := readBody(w, r)
-	for i := 0; e == nil && i < len(checks); i++ {
-		e = checks[i](body)
+func errBodyTooLarge() *apiError {
+	return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body is larger than %d bytes", MaxBodyBytes)
+}
+
+// checkBody checks that a body is within MaxBodyBytes, UTF-8 (the decoder
+// would otherwise silently replace bad bytes) and no deeper than MaxDepth.
+func checkBody(body []byte) *apiError {
+	if len(body) > MaxBodyBytes {
+		return errBodyTooLarge()
 	}
+	if !utf8.Valid(body) {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "", "request body is not valid UTF-8")
+	}
+	if err := checkDepth(body); err != nil {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "", "%v", err)
+	}
+	return nil
+}
+
+// readJSON reads r's body (readBody) and decodes it into v (decodeJSON);
+// on an error it answers it and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, e := readBody(w, r)
 	if e == nil {
 		e = decodeJSON(body, v, "")
 	}

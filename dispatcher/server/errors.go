@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,21 +47,39 @@ func invalidField(field, format string, args ...any) *apiError {
 	return newError(http.StatusBadRequest, CodeInvalidField, field, format, args...)
 }
 
-func writeError(w http.ResponseWriter, e *apiError) {
+func writeError(w http.ResponseWriter, e *apiError) { answerError(httpAnswer{w}, e) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) { answerJSON(httpAnswer{w}, status, v) }
+
+// answer is where an answer is written: net/http's ResponseWriter
+// (httpAnswer) or fasthttp's RequestCtx (fastAnswer, fast.go), so both
+// transports write the same headers and bodies.
+type answer interface {
+	io.Writer
+	setHeader(key, value string)
+	writeHeader(status int)
+}
+
+type httpAnswer struct{ http.ResponseWriter }
+
+func (a httpAnswer) setHeader(k, v string)  { a.Header().Set(k, v) }
+func (a httpAnswer) writeHeader(status int) { a.WriteHeader(status) }
+
+func answerError(w answer, e *apiError) {
 	if e.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
+		w.setHeader("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
 	}
-	writeJSON(w, e.status, errorBody{Error: e})
+	answerJSON(w, e.status, errorBody{Error: e})
 }
 
 type errorBody struct {
 	Error *apiError `json:"error"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
+func answerJSON(w answer, status int, v any) {
+	w.setHeader("Content-Type", "application/json")
+	w.setHeader("X-Content-Type-Options", "nosniff")
+	w.writeHeader(status)
 	// The status is sent; an encoding error now can only be a broken connection.
 	_ = json.NewEncoder(w).Encode(v)
 }

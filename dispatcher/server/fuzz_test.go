@@ -45,9 +45,7 @@ func send(t *testing.T, f *fixture, method, target string, body []byte) *httptes
 	}
 	req := httptest.NewRequest(method, target, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testToken)
-	rec := httptest.NewRecorder()
-	f.srv.ServeHTTP(rec, req)
-	return rec
+	return f.serve(t, req)
 }
 
 // checkAnswer fails unless rec is a 2xx or an error body that names its

@@ -32,17 +32,14 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	var n policy.Notification
-	if !readJSON(w, r, &n, s.admitEarly) {
-		return
-	}
-	if e := validateNotification(&n, ""); e != nil {
+	body, e := readBody(w, r)
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	receipt, err := s.opts.Engine.Submit(&n)
-	if err != nil {
-		writeError(w, s.submitError(err))
+	receipt, e := s.submitNotification(body)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
 	if !wait {
@@ -61,6 +58,27 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request) {
 		st.Devices = []DeviceOutcome{}
 	}
 	writeJSON(w, http.StatusOK, waitResponse{Receipt: receipt, Complete: st.Complete, Devices: st.Devices})
+}
+
+// submitNotification decodes, validates and submits a checked body
+// (checkBody): all of POST /v1/notifications but the waiting, for both
+// transports (ServeHTTP and FastHandler).
+func (s *Server) submitNotification(body []byte) (Receipt, *apiError) {
+	if e := s.admitEarly(body); e != nil {
+		return Receipt{}, e
+	}
+	var n policy.Notification
+	if e := decodeJSON(body, &n, ""); e != nil {
+		return Receipt{}, e
+	}
+	if e := validateNotification(&n, ""); e != nil {
+		return Receipt{}, e
+	}
+	receipt, err := s.opts.Engine.Submit(&n)
+	if err != nil {
+		return Receipt{}, s.submitError(err)
+	}
+	return receipt, nil
 }
 
 // admitEarly refuses a notification that its queue has no room for before

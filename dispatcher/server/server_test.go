@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/imcloud/im-push-operator/dispatcher/config"
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
@@ -114,6 +115,11 @@ type fixture struct {
 	src     *source
 	reg     *prometheus.Registry
 	metrics *Metrics
+	// t is the test the fixture was made for; served is the Server
+	// listener serves (serve).
+	t        *testing.T
+	served   *Server
+	listener *fasthttputil.InmemoryListener
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -124,6 +130,7 @@ func newFixture(t *testing.T) *fixture {
 		TokenStore:   config.TokenStore{Shards: 2, ShardPrefix: "chat-devices-", MaxShardBytes: 2048},
 	}
 	f := &fixture{
+		t:      t,
 		store:  store.NewMemory(cfg.TokenStore, nil),
 		engine: newEngine(),
 		src:    &source{cfg: cfg, hash: "cafe01", token: []byte(testToken)},
@@ -164,9 +171,7 @@ func (f *fixture) doToken(t *testing.T, method, target string, body any, token s
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	rec := httptest.NewRecorder()
-	f.srv.ServeHTTP(rec, req)
-	return rec
+	return f.serve(t, req)
 }
 
 type errorResponse struct {

@@ -219,14 +219,7 @@ func run(signals context.Context, o options, restCfg *rest.Config, lis net.Liste
 		Store: tokens, StoreReady: tokens.Ready, Engine: engineAPI{engine},
 		Config: watcher, Token: watcher, Metrics: metrics, Gatherer: reg, Logger: log.WithName("api"),
 	})
-	httpServer := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		// A ?wait=true request may wait MaxWait for outcomes.
-		WriteTimeout: server.MaxWait + 15*time.Second,
-		IdleTimeout:  2 * time.Minute,
-	}
+	httpServer := srv.HTTPServer()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(lis) }()
 	log.Info("serving", "listen", lis.Addr().String(), "namespace", o.namespace, "configSecret", o.configSecret)
@@ -247,7 +240,7 @@ func run(signals context.Context, o options, restCfg *rest.Config, lis net.Liste
 
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancelShutdown()
-	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+	if err := httpServer.ShutdownWithContext(shutdownCtx); err != nil {
 		log.Info("closing HTTP connections", "error", err.Error())
 	}
 	log.Info("stopped")
