@@ -16,8 +16,8 @@ func TestSetMemoryLimitFromRequest(t *testing.T) {
 		file int64
 		want int64
 	}{
-		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 4) * mi},
-		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 4) * mi},
+		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 6) * mi},
+		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 6) * mi},
 		{"at least half the request", map[string]string{envMemoryRequest: "67108864"}, 40 * mi, 32 * mi},
 		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 23 * mi, 0},
 		{"no request", map[string]string{}, 23 * mi, 0},
