@@ -128,6 +128,10 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		IdleTimeout:           2 * time.Minute,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
+		// Every body is JSON: a multipart one is refused by the decoder
+		// as any other non-JSON body, without fasthttp parsing it into a
+		// form first, work no route uses.
+		DisablePreParseMultipartForm: true,
 	}
 }
 

@@ -79,8 +79,8 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name, target, body, token string
-		setup                     func(f *fixture)
+		name, target, body, token, contentType string
+		setup                                  func(f *fixture)
 		// repeat sends the request twice and compares the second answer.
 		repeat bool
 	}{
@@ -93,6 +93,7 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 		{name: "unknown field", body: `{"id":"n1","colour":"red"}`},
 		{name: "no recipients", body: `{"id":"n1","sender":{"id":"a"},"conversation":{"id":"c","type":"single"},"recipients":[]}`},
 		{name: "empty body", body: ""},
+		{name: "multipart body", body: "--b\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nn1\r\n--b--\r\n", contentType: "multipart/form-data; boundary=b"},
 		{name: "body too large", body: `{"id":"` + strings.Repeat("x", MaxBodyBytes) + `"}`},
 		{name: "queue full", body: string(valid), setup: func(f *fixture) { f.engine.submitErr = queueFull{} }},
 		{name: "engine not ready", body: string(valid), setup: func(f *fixture) { f.engine.submitErr = ErrNotReady }},
@@ -123,6 +124,9 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 				for range 1 + boolInt(tc.repeat) {
 					req := httptest.NewRequest(method, target, strings.NewReader(tc.body))
 					req.Header.Set("Authorization", "Bearer "+token)
+					if tc.contentType != "" {
+						req.Header.Set("Content-Type", tc.contentType)
+					}
 					rec = send(req)
 				}
 				return rec
