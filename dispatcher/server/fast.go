@@ -23,7 +23,7 @@ import (
 // a closed connection, then cancelled), a context, header maps and a
 // response writer. fasthttp serves a kept-alive connection's requests on
 // one goroutine with reused buffers (docs/performance-history.md,
-// changes of 2026-12-07 15:35–16:50).
+// changes of 2026-12-07 15:35–17:00).
 //
 // Only the hot route, POST /v1/notifications without query parameters, is
 // served natively (FastHandler); every other request, and a notification

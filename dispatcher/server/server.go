@@ -139,7 +139,8 @@ type Options struct {
 	Logger   logr.Logger
 }
 
-// Server is an http.Handler serving the API.
+// Server is an http.Handler serving the API; the dispatcher serves it
+// through HTTPServer (fasthttp, fast.go).
 type Server struct {
 	opts     Options
 	log      logr.Logger

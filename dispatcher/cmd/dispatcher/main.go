@@ -89,7 +89,7 @@ func setMemoryLimit(getenv func(string) string, fileResident int64) int64 {
 // fileMargin covers binary pages first touched after start (under load,
 // about 0.5 MiB more) and the runtime's overshoot of its soft limit: with
 // 4 MiB one run of make bench peaked 4 KiB over a 128 MiB request
-// (docs/performance-history.md, changes of 2026-12-07 15:35–16:50).
+// (docs/performance-history.md, changes of 2026-12-07 15:35–17:00).
 const fileMargin = 6 << 20
 
 // fileResidentBytes is RssFile from /proc/self/status (0 where there is
