@@ -116,7 +116,8 @@ type fixture struct {
 	reg     *prometheus.Registry
 	metrics *Metrics
 	// t is the test the fixture was made for; served is the Server
-	// listener serves (serve).
+	// listener serves (serve starts another when a test replaces srv,
+	// which tests do before they send requests).
 	t        *testing.T
 	served   *Server
 	listener *fasthttputil.InmemoryListener
@@ -141,6 +142,9 @@ func newFixture(t *testing.T) *fixture {
 		Store: f.store, Engine: f.engine, Config: f.src, Token: f.src,
 		Metrics: f.metrics, Gatherer: f.reg,
 	})
+	// Started now, not on a first request a test may make from several
+	// goroutines at once.
+	f.startHTTPServer()
 	return f
 }
 
