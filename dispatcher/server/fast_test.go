@@ -79,8 +79,8 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name, target, body, token, contentType string
-		setup                                  func(f *fixture)
+		name, method, target, body, token, contentType string
+		setup                                          func(f *fixture)
 		// repeat sends the request twice and compares the second answer.
 		repeat bool
 	}{
@@ -102,26 +102,30 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 		{name: "wrong token", body: string(valid), token: "not-the-token"},
 		{name: "bad wait", target: "/v1/notifications?wait=maybe", body: string(valid)},
 		{name: "unclean path", target: "/v1//notifications", body: string(valid)},
-		{name: "wrong method", target: "/v1/notifications", body: ""},
+		{name: "wrong method", method: http.MethodPut, body: ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			target, token, method := tc.target, tc.token, http.MethodPost
+			method, target, token := tc.method, tc.target, tc.token
+			if method == "" {
+				method = http.MethodPost
+			}
 			if target == "" {
 				target = "/v1/notifications"
 			}
 			if token == "" {
 				token = testToken
 			}
-			if tc.name == "wrong method" {
-				method = http.MethodPut
+			sends := 1
+			if tc.repeat {
+				sends = 2
 			}
 			answer := func(f *fixture, send func(*http.Request) *httptest.ResponseRecorder) *httptest.ResponseRecorder {
 				if tc.setup != nil {
 					tc.setup(f)
 				}
 				var rec *httptest.ResponseRecorder
-				for range 1 + boolInt(tc.repeat) {
+				for range sends {
 					req := httptest.NewRequest(method, target, strings.NewReader(tc.body))
 					req.Header.Set("Authorization", "Bearer "+token)
 					if tc.contentType != "" {
@@ -156,13 +160,6 @@ func TestBothTransportsAnswerAlike(t *testing.T) {
 			}
 		})
 	}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // comparable is a JSON body without the receipt's time, or the body as it
