@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -215,5 +216,64 @@ func TestNewRendererCopiesPolicy(t *testing.T) {
 	p.ShowContent = false
 	if !r.inQuietHours(r.Policy().QuietHours, noon) || r.Policy().Templates[0].Body != "before" || !r.Policy().ShowContent {
 		t.Error("changing the policy after NewRenderer changed the Renderer")
+	}
+}
+
+// A plain template (text and fields) is written without text/template's
+// execution; the result must be what text/template writes, for every field
+// of TemplateData, and any other template must still go to text/template.
+func TestPlainTemplatesRenderAsTextTemplate(t *testing.T) {
+	data := &TemplateData{
+		Sender:       Sender{ID: "alice", DisplayName: "Alice <&> \"A\""},
+		Conversation: Conversation{ID: "g1", Type: ConversationGroup, Name: "Team ✓"},
+		Text:         "hi {{.Text}} \xff",
+		Mentioned:    true,
+		Recipient:    "bob",
+	}
+	// Every exported field path of TemplateData, found by reflection so a
+	// field added later is covered.
+	var fields []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if f.Type.Kind() == reflect.Struct {
+				walk(prefix+"."+f.Name, f.Type)
+				continue
+			}
+			fields = append(fields, prefix+"."+f.Name)
+		}
+	}
+	walk("", reflect.TypeFor[TemplateData]())
+	if len(fields) < 9 {
+		t.Fatalf("found only %d fields: %v", len(fields), fields)
+	}
+	var plain []string
+	for _, f := range fields {
+		plain = append(plain, "{{"+f+"}}", "a {{"+f+"}} b", "{{- "+f+" -}}  c", "{{"+f+"}}{{"+f+"}}")
+	}
+	plain = append(plain, "just text", "{{/* a comment */}}text", strings.Repeat("{{.Text}}", 400))
+	other := []string{"{{.}}", "{{.Sender}}", "{{if .Mentioned}}@{{end}}", "{{printf \"%s!\" .Text}}", "{{.Text | len}}",
+		"{{$x := .Text}}{{$x}}", "{{range $i, $c := .Text}}{{end}}", "{{.Nope}}", "{{.Sender.Nope}}", "{{with .Sender}}{{.ID}}{{end}}"}
+	check := func(src string, wantPlain bool) {
+		t.Helper()
+		tt, err := parseTemplate("t", src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if (tt.parts != nil) != wantPlain {
+			t.Errorf("%q: plain %v, want %v", src, tt.parts != nil, wantPlain)
+		}
+		got, gotErr := execute(tt, data)
+		want, wantErr := execute(&textTemplate{t: tt.t}, data)
+		if got != want || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%q:\n got %q, %v\nwant %q, %v", src, got, gotErr, want, wantErr)
+		}
+	}
+	for _, src := range plain {
+		check(src, true)
+	}
+	for _, src := range other {
+		check(src, false)
 	}
 }

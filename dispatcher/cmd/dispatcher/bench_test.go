@@ -69,6 +69,8 @@ func benchmarkNotification(b *testing.B, recipients int) {
 			MultiDevice: policy.AnyOffline, ProviderPreference: policy.VendorFirst, ShowContent: true,
 			TTL: metav1.Duration{Duration: time.Hour}, MaxAttempts: 3,
 			BackoffInitial: metav1.Duration{Duration: time.Second}, BackoffMax: metav1.Duration{Duration: 10 * time.Second},
+			// The templates of `make bench`'s tenant (hack/bench).
+			Templates: []config.Template{{Title: "{{.Sender.DisplayName}}", Body: "{{.Text}}"}},
 		},
 		TokenStore: config.TokenStore{Shards: 64},
 	}
