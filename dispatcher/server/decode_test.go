@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imcloud/im-push-operator/dispatcher/policy"
 )
@@ -47,5 +51,38 @@ func TestDecodeJSON(t *testing.T) {
 				t.Fatalf("decodeJSON(%q) = %d %s %q %q, want 400 %s %q and a message with %q", c.body, e.status, e.Code, e.Field, e.Message, c.code, c.field, c.messageHas)
 			}
 		})
+	}
+}
+
+// The receipt appended by hand must be exactly what encoding/json's Encoder
+// writes, and give way to it whenever the id needs escaping.
+func TestReceiptAppendsAsEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 12, 7, 18, 5, 1, 123456789, time.UTC)
+	ids := []string{"n-1", "a b.c:d_e~f", "", `quo"te`, `back\slash`, "<script>", "a&b", "tab\there", "del\x7f", "ünïcode", "😀", "\xff"}
+	times := []time.Time{at, at.Truncate(time.Second), at.In(time.FixedZone("CET", 3600)), time.Time{},
+		at.In(time.FixedZone("odd", 3601)), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for _, id := range ids {
+		for _, when := range times {
+			for _, dup := range []bool{false, true} {
+				r := Receipt{ID: id, Accepted: 3, Skipped: 1200, Duplicate: dup, AcceptedAt: when}
+				var want bytes.Buffer
+				wantErr := json.NewEncoder(&want).Encode(r)
+				rec := httptest.NewRecorder()
+				answerJSON(httpAnswer{rec}, http.StatusAccepted, r)
+				if wantErr != nil {
+					if rec.Body.Len() != 0 {
+						t.Errorf("%+v: encoding/json fails (%v) but the answer is %q", r, wantErr, rec.Body.String())
+					}
+					continue
+				}
+				if got := rec.Body.String(); got != want.String() {
+					t.Errorf("%+v:\n got %q\nwant %q", r, got, want.String())
+				}
+			}
+		}
+	}
+	// The fast path is taken for plain ids.
+	if _, ok := (Receipt{ID: "n-1", AcceptedAt: at}).appendJSON(nil); !ok {
+		t.Error("a plain id was not appended by hand")
 	}
 }

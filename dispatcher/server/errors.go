@@ -81,5 +81,46 @@ func answerJSON(w answer, status int, v any) {
 	w.setHeader("X-Content-Type-Options", "nosniff")
 	w.writeHeader(status)
 	// The status is sent; an encoding error now can only be a broken connection.
+	if r, ok := v.(Receipt); ok {
+		if b, ok := r.appendJSON(make([]byte, 0, 128)); ok {
+			_, _ = w.Write(b)
+			return
+		}
+	}
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// appendJSON appends r as encoding/json's Encoder writes it, newline
+// included, or reports false when r's id has a byte that encoding needs to
+// escape. The receipt answers nearly every notification, and encoding it
+// by reflection was a tenth of the API handler's CPU (`make bench`'s
+// one-recipient windows, 2026-12-07).
+func (r Receipt) appendJSON(b []byte) ([]byte, bool) {
+	for i := 0; i < len(r.ID); i++ {
+		// Quote, backslash, control bytes, non-ASCII and the HTML
+		// characters the Encoder escapes by default.
+		if c := r.ID[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return b, false
+		}
+	}
+	// Times that time.Time's MarshalJSON refuses take encoding/json's path
+	// and its error.
+	if y := r.AcceptedAt.Year(); y < 0 || y > 9999 {
+		return b, false
+	}
+	if _, offset := r.AcceptedAt.Zone(); offset%60 != 0 {
+		return b, false
+	}
+	b = append(b, `{"id":"`...)
+	b = append(b, r.ID...)
+	b = append(b, `","accepted":`...)
+	b = strconv.AppendInt(b, int64(r.Accepted), 10)
+	b = append(b, `,"skipped":`...)
+	b = strconv.AppendInt(b, int64(r.Skipped), 10)
+	if r.Duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	b = append(b, `,"acceptedAt":"`...)
+	b = r.AcceptedAt.AppendFormat(b, time.RFC3339Nano)
+	return append(b, "\"}\n"...), true
 }
