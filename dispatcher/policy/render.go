@@ -331,7 +331,11 @@ func execute(tt *textTemplate, data *TemplateData) (string, error) {
 		return tt.executePlain(data), nil
 	}
 	var w capWriter
-	err := tt.t.Execute(&w, data)
+	// A copy: text/template's data escapes to the heap, and so the
+	// recipient's TemplateData, on the stack, is not moved there for the
+	// plain templates too.
+	copied := *data
+	err := tt.t.Execute(&w, &copied)
 	if err != nil && !errors.Is(err, errOutputFull) {
 		// text/template's error already names the template and position.
 		return "", err
