@@ -290,7 +290,10 @@ type Engine struct {
 	order         []*record
 	draining      bool
 	stopped       bool
+	// idle is closed, once (idleClosed), when nothing is held while
+	// draining.
 	idle          chan struct{}
+	idleClosed    bool
 	drained       chan struct{}
 	shutdownDrops int
 }
@@ -305,7 +308,6 @@ func New(opts Options) *Engine {
 		store:   opts.Store,
 		clock:   opts.Clock,
 		log:     opts.Logger,
-		metrics: newMetrics(opts.Registerer),
 		ctx:     ctx,
 		cancel:  cancel,
 		stop:    make(chan struct{}),
@@ -317,6 +319,7 @@ func New(opts Options) *Engine {
 		idle:    make(chan struct{}),
 		drained: make(chan struct{}),
 	}
+	e.metrics = newMetrics(opts.Registerer, func() float64 { return float64(e.pending.Load()) })
 	e.wg.Add(1)
 	go e.scheduler()
 	return e
@@ -493,7 +496,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	}
 	e.records[n.ID] = rec
 	e.order = append(e.order, rec)
-	e.metrics.queueDepth.Set(float64(e.pending.Add(int64(len(jobs)))))
+	e.pending.Add(int64(len(jobs)))
 	e.metrics.accepted.Inc()
 	e.metrics.deliveriesAccepted.Add(float64(len(jobs)))
 	e.metrics.deliveries.WithLabelValues("", "", string(Skipped)).Add(float64(rec.receipt.Skipped))
@@ -599,6 +602,15 @@ func (e *Engine) Wait(ctx context.Context, id string) (Status, error) {
 	}
 }
 
+// closeIdleLocked closes idle for Drain once it drains and nothing is
+// held. Called with e.mu held.
+func (e *Engine) closeIdleLocked() {
+	if e.draining && !e.idleClosed && e.pending.Load() == 0 {
+		e.idleClosed = true
+		close(e.idle)
+	}
+}
+
 // Drain stops accepting (Submit answers ErrDraining), lets queued, retrying
 // and in-flight deliveries finish until ctx ends, then aborts calls in flight,
 // marks every delivery left dropped (reason Shutdown), stops all goroutines
@@ -612,9 +624,7 @@ func (e *Engine) Drain(ctx context.Context) int {
 		return 0
 	}
 	e.draining = true
-	if e.pending.Load() == 0 {
-		close(e.idle)
-	}
+	e.closeIdleLocked()
 	e.mu.Unlock()
 
 	select {

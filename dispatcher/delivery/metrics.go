@@ -12,7 +12,7 @@ type metrics struct {
 	dropped            *prometheus.CounterVec
 	failures           *prometheus.CounterVec
 	retries            *prometheus.CounterVec
-	queueDepth         prometheus.Gauge
+	queueDepth         prometheus.GaugeFunc
 	paused             *prometheus.GaugeVec
 	suspect            *prometheus.GaugeVec
 	tokensRemoved      *prometheus.CounterVec
@@ -23,7 +23,10 @@ type metrics struct {
 	maxWorkers         *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the engine's metrics; queueDepth reads the engine's
+// count of deliveries held, so that no delivery's end has to set a gauge in
+// order with every other's.
+func newMetrics(reg prometheus.Registerer, queueDepth func() float64) *metrics {
 	m := &metrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "impush_dispatcher_notifications_accepted_total",
@@ -49,10 +52,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "impush_dispatcher_retries_total",
 			Help: "Attempts scheduled again after a transient provider answer.",
 		}, []string{"provider", "certificate"}),
-		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "impush_dispatcher_queue_depth",
 			Help: "Device deliveries held in memory: queued, waiting to retry, or in flight.",
-		}),
+		}, queueDepth),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "impush_dispatcher_credential_paused",
 			Help: "1 while a credential is paused by a provider quota or its daily cap.",

@@ -483,22 +483,25 @@ func (e *Engine) countFailure(j *job, reason string) {
 func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	b := j.binding()
 	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	// The counts and the queue's room change before the record shows the
-	// outcome, so whoever saw the notification done sees them too; all
-	// under mu, so Drain cannot find the queue empty before the record is
-	// settled.
-	left := e.pending.Add(-1)
-	e.metrics.queueDepth.Set(float64(left))
 	if s == Dropped {
-		e.shutdownDrops++
 		e.metrics.dropped.WithLabelValues(reason).Inc()
+		e.mu.Lock()
+		e.shutdownDrops++
+		e.mu.Unlock()
+	}
+	// The count of held deliveries (the queue's room and its gauge) changes
+	// before the record shows the outcome, so whoever saw the notification
+	// done sees it too. Not under e.mu: Submit holds it while it queues a
+	// group message's deliveries, and every worker ending a delivery queued
+	// behind it (in BenchmarkNotification's group case, most of the engine's
+	// lock waits). Drain waits for the workers before it returns, so no
+	// record is settled after it.
+	if e.pending.Add(-1) == 0 {
+		e.mu.Lock()
+		e.closeIdleLocked()
+		e.mu.Unlock()
 	}
 	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
-	if e.draining && left == 0 {
-		close(e.idle)
-	}
 }
 
 func errString(err error) string {
