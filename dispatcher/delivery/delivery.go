@@ -283,13 +283,13 @@ type Engine struct {
 	pending atomic.Int64
 
 	// mu guards everything below.
-	mu            sync.Mutex
-	pools         map[config.Provider]*pool
-	certs         map[string]*certState
-	records       map[string]*record
-	order         []*record
-	draining      bool
-	stopped       bool
+	mu       sync.Mutex
+	pools    map[config.Provider]*pool
+	certs    map[string]*certState
+	records  map[string]*record
+	order    []*record
+	draining bool
+	stopped  bool
 	// idle is closed, once (idleClosed), when nothing is held while
 	// draining.
 	idle          chan struct{}
