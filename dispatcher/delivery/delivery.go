@@ -276,10 +276,11 @@ type Engine struct {
 	seq    uint64
 	wake   chan struct{}
 
-	// pending counts the accepted deliveries not yet final. It changes
-	// only under mu (Submit checks and adds in one step), and is atomic so
-	// that Room, asked by the API on every request under load, does not
-	// queue on mu behind the workers.
+	// pending counts the accepted deliveries not yet final. It grows only
+	// under mu (Submit checks the room and adds in one step) and shrinks
+	// without it as deliveries end (finish); atomic, so that Room, asked by
+	// the API on every request under load, and the queue-depth gauge read
+	// it without mu.
 	pending atomic.Int64
 
 	// mu guards everything below.
