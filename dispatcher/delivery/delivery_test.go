@@ -798,7 +798,7 @@ func (c *countingStore) Get(ctx context.Context, user string) (store.User, error
 // A notification with more recipients than the queue has room is refused
 // before any recipient is read, and one that fits exactly still goes in.
 func TestQueueFullRefusedBeforeReadingStore(t *testing.T) {
-	h := newHarness(t, Options{QueueSize: 3})
+	h := newHarness(t, Options{QueueSize: 3, QueueWait: -1})
 	counting := &countingStore{Store: h.store}
 	h.e.store = counting
 	release := make(chan struct{})
@@ -857,7 +857,7 @@ func TestQueueFullRefusedBeforeReadingStore(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	h := newHarness(t, Options{QueueSize: 2})
+	h := newHarness(t, Options{QueueSize: 2, QueueWait: -1})
 	release := make(chan struct{})
 	hw := newClient(config.Huawei, func(ctx context.Context, _ *providers.Message, _ int) providers.Result {
 		<-release
@@ -886,6 +886,96 @@ func TestQueueFull(t *testing.T) {
 	h.submit(notification("n2", "carol"))
 	h.wait("n2")
 	h.drain(context.Background())
+}
+
+// A notification that finds the queue full waits for room (QueueWait)
+// instead of being refused: it goes in once a delivery ends, it is refused
+// when no room comes in time, and Drain sends the waiting ones away.
+func TestQueueFullWaitsForRoom(t *testing.T) {
+	setup := func(t *testing.T, wait time.Duration) (*harness, chan struct{}) {
+		h := newHarness(t, Options{QueueSize: 1, QueueWait: wait})
+		release := make(chan struct{})
+		hw := newClient(config.Huawei, func(ctx context.Context, _ *providers.Message, _ int) providers.Result {
+			select {
+			case <-release:
+				return delivered
+			case <-ctx.Done():
+				return retry
+			}
+		})
+		h.setClients(map[string]providers.Client{"hw": hw})
+		for _, u := range []string{"bob", "carol"} {
+			h.bind(u, "phone", "hw", "tok-"+u)
+		}
+		h.submit(notification("n1", "bob"))
+		return h, release
+	}
+	type result struct {
+		r   Receipt
+		err error
+	}
+	submitting := func(t *testing.T, h *harness, n *policy.Notification) chan result {
+		done := make(chan result, 1)
+		go func() {
+			r, err := h.e.Submit(n)
+			done <- result{r, err}
+		}()
+		// Until it waits: no sleep, the engine's own count says when.
+		for h.e.roomWaiters.Load() != 1 {
+			select {
+			case res := <-done:
+				t.Fatalf("Submit on a full queue returned without waiting for room: %+v", res)
+			default:
+				runtime.Gosched()
+			}
+		}
+		return done
+	}
+	queueFullDrops := func(h *harness) float64 {
+		return h.metric("impush_dispatcher_notifications_dropped_total", map[string]string{"reason": ReasonQueueFull})
+	}
+
+	t.Run("room comes", func(t *testing.T) {
+		h, release := setup(t, time.Hour)
+		done := submitting(t, h, notification("n2", "carol"))
+		close(release)
+		res := <-done
+		if res.err != nil || res.r.Deliveries != 1 {
+			t.Fatalf("Submit after room came: %+v, want 1 delivery", res)
+		}
+		h.wait("n2")
+		if got := queueFullDrops(h); got != 0 {
+			t.Errorf("QueueFull drops %v, want 0: the notification was accepted", got)
+		}
+		h.drain(context.Background())
+	})
+	t.Run("no room in time", func(t *testing.T) {
+		h, release := setup(t, 20*time.Millisecond)
+		// Admit waits as Submit does (the API asks it before decoding).
+		if err := h.e.Admit("n2", 1); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("Admit with no room in time: %v, want ErrQueueFull", err)
+		}
+		if got := queueFullDrops(h); got != 1 {
+			t.Errorf("QueueFull drops %v, want 1: refused once, however long it waited", got)
+		}
+		// More recipients than the queue holds: refused without waiting.
+		h.e.opts.QueueWait = time.Hour
+		if _, err := h.e.Submit(notification("n3", "bob", "carol")); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("Submit of more recipients than the queue holds: %v, want ErrQueueFull", err)
+		}
+		close(release)
+		h.drain(context.Background())
+	})
+	t.Run("drain", func(t *testing.T) {
+		h, _ := setup(t, time.Hour)
+		done := submitting(t, h, notification("n2", "carol"))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		h.drain(ctx)
+		if res := <-done; !errors.Is(res.err, ErrDraining) {
+			t.Fatalf("a notification waiting for room at drain: %+v, want ErrDraining", res)
+		}
+	})
 }
 
 func TestSetConfigSwapUsesNewClientForNextAttempt(t *testing.T) {

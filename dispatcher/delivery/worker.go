@@ -496,10 +496,14 @@ func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	// behind it (in BenchmarkNotification's group case, most of the engine's
 	// lock waits). Drain waits for the workers before it returns, so no
 	// record is settled after it.
-	if e.pending.Add(-1) == 0 {
+	left := e.pending.Add(-1)
+	if left == 0 {
 		e.mu.Lock()
 		e.closeIdleLocked()
 		e.mu.Unlock()
+	}
+	if left%e.roomStep == 0 && e.roomWaiters.Load() > 0 {
+		e.signalRoom()
 	}
 	j.rec.settle(j.idx, s, reason, j.attempts, providerReason)
 }
