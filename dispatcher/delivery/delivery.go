@@ -611,8 +611,8 @@ func (e *Engine) Room() int {
 
 // Admit is Submit's first check alone, for a caller that has not decoded
 // the notification yet: ErrQueueFull if recipients do not fit in the queue
-// within QueueWait, ErrDraining while draining, nil if it may be accepted or id was accepted
-// already (Submit then answers its receipt).
+// within QueueWait, ErrDraining while draining, nil if it may be accepted
+// or id was accepted already (Submit then answers its receipt).
 func (e *Engine) Admit(id string, recipients int) error {
 	_, err := e.admit(id, recipients)
 	return err
