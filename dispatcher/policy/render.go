@@ -230,7 +230,7 @@ func plainParts(t *template.Template) []templatePart {
 	if t.Tree == nil || t.Root == nil {
 		return nil
 	}
-	parts := []templatePart{}
+	parts := []templatePart{} // not nil: a template of nothing (a comment) is plain too
 	for _, n := range t.Root.Nodes {
 		switch n := n.(type) {
 		case *parse.TextNode:
@@ -258,19 +258,17 @@ func fieldPart(pipe *parse.PipeNode) (templatePart, bool) {
 	}
 	typ := templateDataType
 	var index []int
-	for i, name := range f.Ident {
+	for _, name := range f.Ident {
 		if typ.Kind() != reflect.Struct {
 			return templatePart{}, false
 		}
+		// One level at a time: a promoted field's index is longer.
 		sf, ok := typ.FieldByName(name)
 		if !ok || !sf.IsExported() || len(sf.Index) != 1 {
 			return templatePart{}, false
 		}
 		index = append(index, sf.Index[0])
 		typ = sf.Type
-		if i < len(f.Ident)-1 && typ.Kind() != reflect.Struct {
-			return templatePart{}, false
-		}
 	}
 	// A type with methods could print through String or Error.
 	if k := typ.Kind(); (k != reflect.String && k != reflect.Bool) || reflect.PointerTo(typ).NumMethod() > 0 {
