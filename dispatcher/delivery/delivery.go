@@ -313,10 +313,11 @@ type Engine struct {
 	stopped  bool
 	// idle is closed, once (idleClosed), when nothing is held while
 	// draining.
-	idle          chan struct{}
-	idleClosed    bool
-	drained       chan struct{}
-	shutdownDrops int
+	idle       chan struct{}
+	idleClosed bool
+	drained    chan struct{}
+	// shutdownDrops counts deliveries dropped at shutdown (finish, without mu).
+	shutdownDrops atomic.Int64
 }
 
 // New returns an engine with no config: Submit answers ErrNotReady until
@@ -724,9 +725,7 @@ func (e *Engine) Drain(ctx context.Context) int {
 		}
 	}
 	e.delays = nil
-	e.mu.Lock()
-	dropped := e.shutdownDrops
-	e.mu.Unlock()
+	dropped := int(e.shutdownDrops.Load())
 	if dropped > 0 {
 		e.log.Info("dropped deliveries at shutdown", "count", dropped)
 	} else {

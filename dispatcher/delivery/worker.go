@@ -485,9 +485,7 @@ func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
 	if s == Dropped {
 		e.metrics.dropped.WithLabelValues(reason).Inc()
-		e.mu.Lock()
-		e.shutdownDrops++
-		e.mu.Unlock()
+		e.shutdownDrops.Add(1)
 	}
 	// The count of held deliveries (the queue's room and its gauge) changes
 	// before the record shows the outcome, so whoever saw the notification

@@ -292,12 +292,10 @@ func (tt *textTemplate) executePlain(data *TemplateData) string {
 		default:
 			s = v.FieldByIndex(p.index).String()
 		}
-		// Capped as capWriter caps text/template's output.
-		if room := capBytes - len(buf); len(s) > room {
-			buf = append(buf, s[:room]...)
+		var all bool
+		if buf, all = appendCapped(buf, s); !all {
 			break
 		}
-		buf = append(buf, s...)
 	}
 	return string(buf)
 }
@@ -315,13 +313,22 @@ type capWriter struct {
 const capBytes = MaxTextBytes + utf8.UTFMax
 
 func (w *capWriter) Write(p []byte) (int, error) {
-	room := capBytes - len(w.buf)
-	if len(p) > room {
-		w.buf = append(w.buf, p[:room]...)
-		return room, errOutputFull
+	before := len(w.buf)
+	var all bool
+	if w.buf, all = appendCapped(w.buf, p); !all {
+		return len(w.buf) - before, errOutputFull
 	}
-	w.buf = append(w.buf, p...)
 	return len(p), nil
+}
+
+// appendCapped appends p to buf up to capBytes in all and reports whether
+// all of p fit: the one cap of both text/template's output (capWriter) and
+// a plain template's (executePlain).
+func appendCapped[T ~string | ~[]byte](buf []byte, p T) ([]byte, bool) {
+	if room := capBytes - len(buf); len(p) > room {
+		return append(buf, p[:room]...), false
+	}
+	return append(buf, p...), true
 }
 
 func execute(tt *textTemplate, data *TemplateData) (string, error) {
