@@ -305,7 +305,14 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 	cancel()
 	end := e.clock.Now()
 	prov, cert := string(c.cert.Provider), c.cert.Name
-	e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
+	// The cached series only when the job's binding names this
+	// certificate's provider, as finish's labels do.
+	cached := res.Outcome == providers.Delivered && b.Provider == c.cert.Provider
+	if cached {
+		c.delivered().call.Observe(end.Sub(now).Seconds())
+	} else {
+		e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
+	}
 	if p.lim != nil && answered(res.Outcome) {
 		if n, changed := p.lim.observe(end, end.Sub(now), len(p.jobs)); changed {
 			e.setTarget(p, n)
@@ -334,6 +341,10 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 
 	switch res.Outcome {
 	case providers.Delivered:
+		if cached {
+			e.end(j, Delivered, "", res.Reason, c.delivered().deliveries)
+			return
+		}
 		e.finish(j, Delivered, "", res.Reason)
 	case providers.Retry:
 		e.retry(j, snap, res, end)
@@ -479,10 +490,17 @@ func (e *Engine) countFailure(j *job, reason string) {
 	e.metrics.failures.WithLabelValues(string(b.Provider), b.CertificateName, reason).Inc()
 }
 
-// finish records j's final outcome; every job passes here exactly once.
+// finish records j's final outcome. Every job passes through end exactly
+// once, nearly all through finish.
 func (e *Engine) finish(j *job, s State, reason, providerReason string) {
 	b := j.binding()
-	e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)).Inc()
+	e.end(j, s, reason, providerReason, e.metrics.deliveries.WithLabelValues(string(b.Provider), b.CertificateName, string(s)))
+}
+
+// end is finish with the deliveries series of j's binding and state s
+// already looked up.
+func (e *Engine) end(j *job, s State, reason, providerReason string, deliveries prometheus.Counter) {
+	deliveries.Inc()
 	if s == Dropped {
 		e.metrics.dropped.WithLabelValues(reason).Inc()
 		e.shutdownDrops.Add(1)
