@@ -8,22 +8,28 @@ import (
 
 func TestSetMemoryLimitFromRequest(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	beforeGC := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetMemoryLimit(before); debug.SetGCPercent(beforeGC) })
 	const mi = 1 << 20
 	for _, c := range []struct {
 		name string
 		env  map[string]string
 		file int64
 		want int64
+		// wantGC is the GOGC percent after the call (100 is the default
+		// the test starts each case with).
+		wantGC int
 	}{
-		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 6) * mi},
-		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 6) * mi},
-		{"at least half the request", map[string]string{envMemoryRequest: "67108864"}, 40 * mi, 32 * mi},
-		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 23 * mi, 0},
-		{"no request", map[string]string{}, 23 * mi, 0},
-		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 23 * mi, 0},
+		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 6) * mi, gcPercentUnderLimit},
+		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 6) * mi, gcPercentUnderLimit},
+		{"at least half the request", map[string]string{envMemoryRequest: "67108864"}, 40 * mi, 32 * mi, gcPercentUnderLimit},
+		{"GOGC wins over the percent, not the limit", map[string]string{envMemoryRequest: "134217728", "GOGC": "150"}, 23 * mi, (128 - 23 - 6) * mi, 100},
+		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 23 * mi, 0, 100},
+		{"no request", map[string]string{}, 23 * mi, 0, 100},
+		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 23 * mi, 0, 100},
 	} {
 		debug.SetMemoryLimit(math.MaxInt64)
+		debug.SetGCPercent(100)
 		got := setMemoryLimit(func(k string) string { return c.env[k] }, c.file)
 		if got != c.want {
 			t.Errorf("%s: setMemoryLimit = %d, want %d", c.name, got, c.want)
@@ -34,6 +40,9 @@ func TestSetMemoryLimitFromRequest(t *testing.T) {
 		}
 		if rt := debug.SetMemoryLimit(-1); rt != want {
 			t.Errorf("%s: runtime limit %d, want %d", c.name, rt, want)
+		}
+		if gc := debug.SetGCPercent(100); gc != c.wantGC {
+			t.Errorf("%s: GOGC %d, want %d", c.name, gc, c.wantGC)
 		}
 	}
 }
