@@ -543,7 +543,7 @@ func (e *Engine) Submit(n *policy.Notification) (Receipt, error) {
 	e.pending.Add(int64(len(jobs)))
 	e.metrics.accepted.Inc()
 	e.metrics.deliveriesAccepted.Add(float64(len(jobs)))
-	e.metrics.deliveries.WithLabelValues("", "", string(Skipped)).Add(float64(rec.receipt.Skipped))
+	e.metrics.skipped().Add(float64(rec.receipt.Skipped))
 	for _, j := range jobs {
 		e.routeLocked(j)
 	}

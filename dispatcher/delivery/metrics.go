@@ -1,6 +1,10 @@
 package delivery
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metric names are a contract with config/prometheus alert rules and
 // dashboards; labels carry only provider, certificate name and reasons from
@@ -9,18 +13,22 @@ type metrics struct {
 	accepted           prometheus.Counter
 	deliveriesAccepted prometheus.Counter
 	deliveries         *prometheus.CounterVec
-	dropped            *prometheus.CounterVec
-	failures           *prometheus.CounterVec
-	retries            *prometheus.CounterVec
-	queueDepth         prometheus.GaugeFunc
-	paused             *prometheus.GaugeVec
-	suspect            *prometheus.GaugeVec
-	tokensRemoved      *prometheus.CounterVec
-	callDuration       *prometheus.HistogramVec
-	queueWait          *prometheus.HistogramVec
-	sendLatency        *prometheus.HistogramVec
-	workers            *prometheus.GaugeVec
-	maxWorkers         *prometheus.GaugeVec
+	// skipped is deliveries' series of skips (no binding), which every
+	// notification adds to: looked up once, on first use as before, not
+	// per notification.
+	skipped       func() prometheus.Counter
+	dropped       *prometheus.CounterVec
+	failures      *prometheus.CounterVec
+	retries       *prometheus.CounterVec
+	queueDepth    prometheus.GaugeFunc
+	paused        *prometheus.GaugeVec
+	suspect       *prometheus.GaugeVec
+	tokensRemoved *prometheus.CounterVec
+	callDuration  *prometheus.HistogramVec
+	queueWait     *prometheus.HistogramVec
+	sendLatency   *prometheus.HistogramVec
+	workers       *prometheus.GaugeVec
+	maxWorkers    *prometheus.GaugeVec
 }
 
 // newMetrics registers the engine's metrics; queueDepth reads the engine's
@@ -96,6 +104,7 @@ func newMetrics(reg prometheus.Registerer, queueDepth func() float64) *metrics {
 			Help: "Upper bound of concurrent sends per provider: the HTTP/2 stream limits its connections advertise, capped by the dispatcher's maximum.",
 		}, []string{"provider"}),
 	}
+	m.skipped = sync.OnceValue(func() prometheus.Counter { return m.deliveries.WithLabelValues("", "", string(Skipped)) })
 	reg.MustRegister(m.workers, m.maxWorkers, m.accepted, m.deliveriesAccepted, m.deliveries, m.dropped, m.failures, m.retries,
 		m.queueDepth, m.paused, m.suspect, m.tokensRemoved, m.callDuration, m.queueWait, m.sendLatency)
 	return m
