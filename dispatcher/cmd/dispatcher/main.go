@@ -5,11 +5,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -104,6 +105,18 @@ func setMemoryLimit(getenv func(string) string, fileResident int64) int64 {
 // against 118.4-120.5.
 const gcPercentUnderLimit = 300
 
+// gcPercent is the collector's GOGC as the runtime has it (-1: off), read
+// back rather than derived again from the environment.
+func gcPercent() int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	// Off is -1 in the runtime, a huge number as the metric's uint64.
+	if s[0].Value.Kind() != metrics.KindUint64 || s[0].Value.Uint64() > math.MaxInt32 {
+		return -1
+	}
+	return int64(s[0].Value.Uint64())
+}
+
 // fileMargin covers binary pages first touched after start (under load,
 // about 0.5 MiB more) and the runtime's overshoot of its soft limit: with
 // 4 MiB one run of make bench peaked 4 KiB over a 128 MiB request
@@ -168,7 +181,7 @@ func main() {
 
 func start(o options, log logr.Logger, appKey *atomic.Value) error {
 	if limit := setMemoryLimit(os.Getenv, fileResidentBytes()); limit > 0 {
-		log.Info("soft memory limit set from the memory request less the binary's resident pages", "bytes", limit, "GOGC", cmp.Or(os.Getenv("GOGC"), strconv.Itoa(gcPercentUnderLimit)))
+		log.Info("soft memory limit set from the memory request less the binary's resident pages", "bytes", limit, "GOGC", gcPercent())
 	}
 	if o.namespace == "" || o.configSecret == "" {
 		return fmt.Errorf("--namespace and --config-secret (or $%s and $%s) are required", envNamespace, envConfigSecret)

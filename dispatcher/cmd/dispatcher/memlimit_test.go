@@ -56,3 +56,17 @@ func TestFileResidentBytes(t *testing.T) {
 		t.Fatalf("fileResidentBytes = %d, want between 1 MiB and 1 GiB", got)
 	}
 }
+
+// TestGCPercentReadsTheRuntime: the start-up log reports the percent the
+// runtime has, including off.
+func TestGCPercentReadsTheRuntime(t *testing.T) {
+	before := debug.SetGCPercent(gcPercentUnderLimit)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	if got := gcPercent(); got != gcPercentUnderLimit {
+		t.Errorf("gcPercent = %d, want %d", got, gcPercentUnderLimit)
+	}
+	debug.SetGCPercent(-1)
+	if got := gcPercent(); got != -1 {
+		t.Errorf("gcPercent with the collector off = %d, want -1", got)
+	}
+}
