@@ -28,10 +28,11 @@ type StreamLimited interface {
 // and reports the stream limit they advertise, which net/http's own pool
 // does not expose.
 type StreamPool struct {
-	t    *http2.Transport
-	tls  *tls.Config
-	h1   http.RoundTripper
-	dial net.Dialer
+	t   *http2.Transport
+	tls *tls.Config
+	h1  http.RoundTripper
+	// dial opens the TCP connection (a net.Dialer's; tests count writes).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	conns   map[string][]*http2.ClientConn
@@ -94,7 +95,7 @@ func NewStreamClient(caBundle string, certs []tls.Certificate, endpoint string) 
 	p := &StreamPool{
 		tls:     h2TLS,
 		h1:      h1,
-		dial:    net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		dial:    (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		conns:   map[string][]*http2.ClientConn{},
 		dialing: map[string]*dialCall{},
 		h1Hosts: map[string]bool{},
@@ -180,7 +181,7 @@ func (p *StreamPool) dialConn(addr string, call *dialCall) {
 }
 
 func (p *StreamPool) newConn(ctx context.Context, addr string) (*http2.ClientConn, error) {
-	raw, err := p.dial.DialContext(ctx, "tcp", addr)
+	raw, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func (p *StreamPool) newConn(ctx context.Context, addr string) (*http2.ClientCon
 		conn.Close()
 		return nil, errNotH2
 	}
-	cc, err := p.t.NewClientConn(conn)
+	cc, err := p.t.NewClientConn(newCoalescingConn(conn))
 	if err != nil {
 		conn.Close()
 		return nil, err
