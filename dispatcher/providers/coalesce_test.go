@@ -44,12 +44,7 @@ func countWrites(p *StreamPool) *atomic.Int64 {
 func post(t *testing.T, hc *http.Client, url string, body io.Reader) string {
 	t.Helper()
 	resp, err := hc.Post(url, "application/json", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return readAnswer(t, resp, err)
 }
 
 // A request with a body reaches the connection in one write, not one for

@@ -42,6 +42,12 @@ func tlsServer(t *testing.T, h2 bool, streams int) (srv *httptest.Server, ca str
 func get(t *testing.T, hc *http.Client, url string) string {
 	t.Helper()
 	resp, err := hc.Get(url)
+	return readAnswer(t, resp, err)
+}
+
+// readAnswer is the body of an answer, failing the test on a request error.
+func readAnswer(t *testing.T, resp *http.Response, err error) string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
