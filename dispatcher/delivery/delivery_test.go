@@ -1203,9 +1203,12 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 // stream limit: the sends are queueing, and more at once would only hold
 // more memory. The cap stays the stream limit.
 func TestWorkersFollowRoundTrips(t *testing.T) {
+	// Above the floor, and two rounds of answers (a round is as many
+	// answers as the limit) so the limit moves at least once.
+	const streams = DefaultMinWorkers + 144
 	h := newHarness(t, Options{})
 	var slow atomic.Bool
-	hw := limitedClient{streams: 250, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
+	hw := limitedClient{streams: streams, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
 		if slow.Load() {
 			h.clock.Advance(10 * time.Millisecond)
 		}
@@ -1217,29 +1220,29 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 	h.wait("first")
 	workers := map[string]string{"provider": "Huawei"}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.metric("impush_dispatcher_provider_workers", workers) != 250 && time.Now().Before(deadline) {
+	for h.metric("impush_dispatcher_provider_workers", workers) != streams && time.Now().Before(deadline) {
 		runtime.Gosched()
 	}
-	if got := h.metric("impush_dispatcher_provider_workers", workers); got != 250 {
-		t.Fatalf("workers after the first answer %v, want the stream limit 250", got)
+	if got := h.metric("impush_dispatcher_provider_workers", workers); got != streams {
+		t.Fatalf("workers after the first answer %v, want the stream limit %d", got, streams)
 	}
 	slow.Store(true)
-	for i := range 400 {
+	for i := range 2 * streams {
 		u := fmt.Sprintf("u%03d", i)
 		h.bind(u, "phone", "hw", "tok-"+u)
 		h.submit(notification("n-"+u, u))
 	}
-	for i := range 400 {
+	for i := range 2 * streams {
 		if st := h.wait(fmt.Sprintf("n-u%03d", i)); st.Outcomes[0].State != Delivered {
 			t.Fatalf("n-u%03d: %+v", i, st.Outcomes[0])
 		}
 	}
 	// Each answer adapts the limit before its outcome settles.
-	if got := h.metric("impush_dispatcher_provider_workers", workers); got >= 250 || got < DefaultMinWorkers {
-		t.Errorf("workers after slow answers %v, want fewer than 250 and at least %d", got, DefaultMinWorkers)
+	if got := h.metric("impush_dispatcher_provider_workers", workers); got >= streams || got < DefaultMinWorkers {
+		t.Errorf("workers after slow answers %v, want fewer than %d and at least %d", got, streams, DefaultMinWorkers)
 	}
-	if got := h.metric("impush_dispatcher_provider_max_workers", workers); got != 250 {
-		t.Errorf("max workers %v, want the stream limit 250", got)
+	if got := h.metric("impush_dispatcher_provider_max_workers", workers); got != streams {
+		t.Errorf("max workers %v, want the stream limit %d", got, streams)
 	}
 	h.drain(context.Background())
 }
