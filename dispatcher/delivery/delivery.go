@@ -160,8 +160,8 @@ const (
 	// CPU load stretches to 25 ms, more than this dispatcher's CPU sends on
 	// a 2-core machine, so a round trip that rises with local CPU load
 	// cannot throttle the rate the CPU allows. At 128 it did: one-recipient
-	// FCM sends at 20 ms reached 7,000/s with 256 and about 5,000/s with 128
-	// (docs/performance-history.md, 2026-12-07 23:33).
+	// FCM sends at 20 ms ran at 6,000-7,800/s with 256 and 4,100-5,600/s
+	// with 128 (docs/performance-history.md, 2026-12-07 23:30).
 	DefaultMinWorkers = 256
 	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see
 	// IdleWorkers). Jobs go round-robin to waiting workers, so a pool of n
