@@ -58,10 +58,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	}
 	if len(c.held) > 0 {
 		c.held = append(c.held, p...)
-		_, err := c.Conn.Write(c.held)
-		c.held = c.held[:0]
-		if err != nil {
-			c.fail(err)
+		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -95,11 +92,18 @@ func (c *coalescingConn) flushHeld() {
 		return
 	}
 	c.armed = false
+	_ = c.flushLocked()
+}
+
+// flushLocked writes what is held (with what Write appended to it) and
+// empties it; under c.mu.
+func (c *coalescingConn) flushLocked() error {
 	_, err := c.Conn.Write(c.held)
 	c.held = c.held[:0]
 	if err != nil {
 		c.fail(err)
 	}
+	return err
 }
 
 // fail records a write error and closes the connection: the transport
