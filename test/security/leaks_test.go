@@ -415,9 +415,13 @@ func brokenCertificates(t *testing.T, s *localrun.System) {
 			fcm = c
 		}
 	}
-	hw.Name, hw.Resource = "huawei-broken", "huawei-broken"
+	// Names of their own each call: the package's system outlives a test
+	// run, and `go test -count=N` runs this again against it.
+	suffix := randomHex(3)
+	hwName, fcmName := "huawei-broken-"+suffix, "fcm-broken-"+suffix
+	hw.Name, hw.Resource = hwName, hwName
 	hw.Data = map[string][]byte{config.KeyClientSecret: []byte(hwSecret[:10] + "\x01" + hwSecret[10:])}
-	fcm.Name, fcm.Resource = "fcm-broken", "fcm-broken"
+	fcm.Name, fcm.Resource = fcmName, fcmName
 	whole := string(fcm.Data[config.KeyFCMServiceAcct])
 	var sa struct {
 		PrivateKey string `json:"private_key"`
@@ -442,7 +446,7 @@ func brokenCertificates(t *testing.T, s *localrun.System) {
 			t.Fatal(err)
 		}
 	}
-	for name, key := range map[string]string{"huawei-broken": config.KeyClientSecret, "fcm-broken": config.KeyFCMServiceAcct} {
+	for name, key := range map[string]string{hwName: config.KeyClientSecret, fcmName: config.KeyFCMServiceAcct} {
 		until(t, name+" gets an actionable condition", func() error {
 			pc := &pushv1.PushCertificate{}
 			if err := s.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pc); err != nil {
