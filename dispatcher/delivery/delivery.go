@@ -155,12 +155,14 @@ const (
 	// every send in flight holds a goroutine and its buffers).
 	DefaultMaxWorkers = 1000
 	// DefaultMinWorkers is the fewest concurrent sends the round-trip
-	// limiter (limit.go) goes down to below a stream-limit cap: enough
-	// for about 6,000 sends/s to a provider 20 ms away, which this
-	// dispatcher's CPU does not exceed on a 2-core machine
-	// (docs/performance-history.md), so a round trip that rises with local CPU
-	// load cannot throttle the rate the CPU allows.
-	DefaultMinWorkers = 128
+	// limiter (limit.go) goes down to below a stream-limit cap while sends
+	// wait: about 10,000 sends/s to a provider 25 ms away, the round trip a
+	// 20 ms provider stretches to when the dispatcher's CPU is busy on 2
+	// cores, so a round trip that rises with local CPU load cannot
+	// throttle the rate the CPU allows (128 capped the 20 ms one-recipient
+	// rate near 5,000/s; docs/performance-history.md, 2026-12-08). While
+	// none wait the limit follows the sends in flight instead, below it.
+	DefaultMinWorkers = 256
 	// DefaultIdleWorkerTimeout: a worker idle this long leaves (see
 	// IdleWorkers). Jobs go round-robin to waiting workers, so a pool of n
 	// keeps them all while it gets more than n/30 jobs a second, and a
@@ -202,7 +204,9 @@ type Options struct {
 	// limit their HTTP/2 connections advertise (providers.StreamLimited);
 	// then at most the sum of those limits, capped by MaxWorkers, and below
 	// that cap as many as the provider's round-trip times show are useful
-	// (limit.go), never fewer than DefaultMinWorkers unless the cap is lower.
+	// (limit.go): never fewer than DefaultMinWorkers (unless the cap is
+	// lower) while sends wait for a worker, and as many as are in use,
+	// twice over and at least IdleWorkers, while none do.
 	Workers         int
 	ProviderWorkers map[config.Provider]int
 	MaxWorkers      int
@@ -452,7 +456,7 @@ func (e *Engine) ensurePool(p config.Provider) {
 	if pl.fixed > 0 {
 		n = pl.fixed
 	} else {
-		pl.lim = newLimiter(DefaultMinWorkers, n)
+		pl.lim = newLimiter(DefaultMinWorkers, IdleWorkers, n)
 	}
 	pl.target.Store(int32(n))
 	e.metrics.workers.WithLabelValues(string(p)).Set(float64(n))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1199,18 +1200,36 @@ func TestWorkersSizedFromStreamLimit(t *testing.T) {
 	h.drain(context.Background())
 }
 
-// Answers slower than twice the fastest one lower the workers below the
-// stream limit: the sends are queueing, and more at once would only hold
-// more memory. The cap stays the stream limit.
+// Answers slower than twice the fastest one, while sends wait for a
+// worker, lower the workers below the stream limit but not below the floor:
+// the sends are queueing, and more at once would only hold more memory. The
+// cap stays the stream limit.
 func TestWorkersFollowRoundTrips(t *testing.T) {
-	// Above the floor, and two rounds of answers (a round is as many
-	// answers as the limit) so the limit moves at least once.
-	const streams = DefaultMinWorkers + 144
+	// Above the floor. The slow sends are all held until every job is
+	// queued, so the first round (as many answers as the limit) ends with
+	// jobs still waiting: backlog of them are left after it.
+	const (
+		streams = DefaultMinWorkers + 144
+		backlog = 150
+		jobs    = 2*streams + backlog
+	)
 	h := newHarness(t, Options{})
 	var slow atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	release1 := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(release1) // before the harness drains, should the test fail
+	var mu sync.Mutex
+	var seen []int32 // the pool's target at answers that found jobs waiting
 	hw := limitedClient{streams: streams, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
 		if slow.Load() {
+			<-release
 			h.clock.Advance(10 * time.Millisecond)
+			if p := h.e.pools[config.Huawei]; len(p.jobs) > 0 {
+				mu.Lock()
+				seen = append(seen, p.target.Load())
+				mu.Unlock()
+			}
 		}
 		return delivered
 	})}
@@ -1227,22 +1246,98 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 		t.Fatalf("workers after the first answer %v, want the stream limit %d", got, streams)
 	}
 	slow.Store(true)
-	for i := range 2 * streams {
+	for i := range jobs {
 		u := fmt.Sprintf("u%03d", i)
 		h.bind(u, "phone", "hw", "tok-"+u)
 		h.submit(notification("n-"+u, u))
 	}
-	for i := range 2 * streams {
+	release1()
+	for i := range jobs {
 		if st := h.wait(fmt.Sprintf("n-u%03d", i)); st.Outcomes[0].State != Delivered {
 			t.Fatalf("n-u%03d: %+v", i, st.Outcomes[0])
 		}
 	}
-	// Each answer adapts the limit before its outcome settles.
-	if got := h.metric("impush_dispatcher_provider_workers", workers); got >= streams || got < DefaultMinWorkers {
-		t.Errorf("workers after slow answers %v, want fewer than %d and at least %d", got, streams, DefaultMinWorkers)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || slices.Min(seen) >= streams || slices.Min(seen) < DefaultMinWorkers {
+		t.Errorf("workers at answers with jobs waiting: lowest %v of %d, want fewer than %d and at least the floor %d", lowest(seen), len(seen), streams, DefaultMinWorkers)
 	}
 	if got := h.metric("impush_dispatcher_provider_max_workers", workers); got != streams {
 		t.Errorf("max workers %v, want the stream limit %d", got, streams)
+	}
+	h.drain(context.Background())
+}
+
+func lowest(v []int32) any {
+	if len(v) == 0 {
+		return "none"
+	}
+	return slices.Min(v)
+}
+
+// A pool whose sends come one at a time keeps few workers, below the floor:
+// its limit follows the sends in flight. A burst whose sends wait brings it
+// back to the floor before any of them is answered.
+func TestWorkersFollowUseAndComeBackWithABacklog(t *testing.T) {
+	// A cap just above the floor: a round is as many answers as the limit.
+	const streams = DefaultMinWorkers + 10
+	h := newHarness(t, Options{QueueSize: 1000})
+	workers := map[string]string{"provider": "Huawei"}
+	var held atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	release1 := func() { once.Do(func() { close(release) }) }
+	// Before the harness drains (cleanups run last first), so a failure
+	// does not leave the held sends hanging.
+	t.Cleanup(release1)
+	hw := limitedClient{streams: streams, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
+		if held.Load() {
+			<-release
+		}
+		// Rounds last minRoundTime of the engine's clock.
+		h.clock.Advance(20 * time.Millisecond)
+		return delivered
+	})}
+	h.setClients(map[string]providers.Client{"hw": hw})
+	// One at a time: a round as long as the limit (the cap, at first),
+	// then rounds of IdleWorkers answers, each with one send in flight.
+	// Workers beyond the limit leave after a job, so as many sends again
+	// let them all go.
+	for i := range 2 * streams {
+		u := fmt.Sprintf("q%03d", i)
+		h.bind(u, "phone", "hw", "tok-"+u)
+		h.submit(notification("n-"+u, u))
+		h.wait("n-" + u)
+	}
+	p := h.e.pools[config.Huawei]
+	deadline := time.Now().Add(10 * time.Second)
+	for p.running.Load() != IdleWorkers && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if got, running := h.metric("impush_dispatcher_provider_workers", workers), p.running.Load(); got != IdleWorkers || running != IdleWorkers {
+		t.Fatalf("workers after sends one at a time %v (%d running), want %d", got, running, IdleWorkers)
+	}
+	held.Store(true)
+	const burst = DefaultMinWorkers + 10
+	for i := range burst {
+		u := fmt.Sprintf("b%03d", i)
+		h.bind(u, "phone", "hw", "tok-"+u)
+		h.submit(notification("n-"+u, u))
+	}
+	// No send has been answered; the queued ones must have raised the
+	// limit. Poll, yielding: workers start as jobs queue.
+	deadline = time.Now().Add(10 * time.Second)
+	for h.metric("impush_dispatcher_provider_workers", workers) < DefaultMinWorkers && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if got := h.metric("impush_dispatcher_provider_workers", workers); got != DefaultMinWorkers {
+		t.Fatalf("workers with %d sends waiting and none answered %v, want the floor %d", burst, got, DefaultMinWorkers)
+	}
+	release1()
+	for i := range burst {
+		if st := h.wait(fmt.Sprintf("n-b%03d", i)); st.Outcomes[0].State != Delivered {
+			t.Fatalf("n-b%03d: %+v", i, st.Outcomes[0])
+		}
 	}
 	h.drain(context.Background())
 }

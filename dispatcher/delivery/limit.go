@@ -3,6 +3,7 @@ package delivery
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,10 +32,17 @@ import (
 // they do not change (as many answers with fewer sends at once) and on the
 // first such round. Rounds last at least minRoundTime, so a collector cycle
 // or a scheduling hiccup does not pass for the limit's effect.
+//
+// The floor holds only while sends wait. After a round in which none
+// waited, the limit is at most twice the most sends that were in flight at
+// once, down to idle: jobs go to the worker that has waited longest, so a
+// pool sized for a backlog would keep every worker cycling through a
+// moderate load. The first send that waits puts the limit back at the floor.
 type limiter struct {
 	mu sync.Mutex
-	// limit is the current allowance: min(floor, cap) <= limit <= cap.
-	limit, floor, cap float64
+	// limit is the current allowance: min(idle, cap) <= limit <= cap, and
+	// at least min(floor, cap) while sends wait.
+	limit, floor, idle, cap float64
 	// minCur and minPrev are the lowest round trips of the current and the
 	// previous minRTTWindow: the baseline follows a provider that became
 	// slower for good within two windows.
@@ -46,6 +54,11 @@ type limiter struct {
 	sum        time.Duration
 	n          int
 	waiting    bool
+	// peak is the most sends in flight at one answer of the round.
+	peak int
+	// below: the limit is under the floor (read without mu by the queue,
+	// which calls backlog only then).
+	below atomic.Bool
 	// lastRate is the answers per second of the previous round if the
 	// limit climbed after it (0 otherwise), and lastDir the way it moved:
 	// the climb compares rounds pairwise.
@@ -77,8 +90,8 @@ const (
 	climbGain = 0.05
 )
 
-func newLimiter(floor, limit int) *limiter {
-	return &limiter{limit: float64(limit), floor: float64(floor), cap: float64(limit)}
+func newLimiter(floor, idle, limit int) *limiter {
+	return &limiter{limit: float64(limit), floor: float64(floor), idle: float64(idle), cap: float64(limit)}
 }
 
 // setCap sets the upper bound from the stream limits. The limit starts at
@@ -105,12 +118,17 @@ func (l *limiter) current() int {
 	return int(l.limit)
 }
 
-// observe records one answer's round trip and how many sends were waiting
-// for a worker when it came; at the end of a round it returns the new limit
-// and whether it changed.
-func (l *limiter) observe(now time.Time, rtt time.Duration, queued int) (int, bool) {
+// observe records one answer's round trip, how many sends were in flight
+// with it (itself included) and how many were waiting for a worker when it
+// came; it returns the limit and whether it changed, at the end of a round
+// or when sends wait with the limit below the floor.
+func (l *limiter) observe(now time.Time, rtt time.Duration, inflight, queued int) (int, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	old := int(l.limit)
+	if queued > 0 {
+		l.backlogLocked()
+	}
 	if now.Sub(l.windowStart) >= minRTTWindow {
 		l.minPrev, l.minCur, l.windowStart = l.minCur, rtt, now
 	} else if rtt < l.minCur {
@@ -123,11 +141,11 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, queued int) (int, bo
 	l.sum += rtt
 	l.n++
 	l.waiting = l.waiting || queued > 0
+	l.peak = max(l.peak, inflight)
 	elapsed := now.Sub(l.roundStart)
 	if l.n < roundSize(int(l.limit)) || elapsed < minRoundTime {
-		return int(l.limit), false
+		return int(l.limit), int(l.limit) != old
 	}
-	old := int(l.limit)
 	mean := l.sum / time.Duration(l.n)
 	base := l.minCur
 	if l.minPrev > 0 && l.minPrev < base {
@@ -145,8 +163,32 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, queued int) (int, bo
 			l.limit = min(l.cap, l.limit+max(1, math.Sqrt(l.limit)))
 		}
 	}
-	l.roundStart, l.sum, l.n, l.waiting = now, 0, 0, false
+	if !l.waiting {
+		// What was used, and as much again for a rate that rises.
+		l.limit = max(min(l.idle, l.cap), min(l.limit, float64(2*l.peak)))
+	}
+	l.roundStart, l.sum, l.n, l.waiting, l.peak = now, 0, 0, false, 0
+	l.below.Store(l.limit < l.lower(0))
 	return int(l.limit), int(l.limit) != old
+}
+
+// backlog records that sends wait for a worker: below the floor the limit
+// goes back to it now, not a round later. It returns the limit and whether
+// it changed.
+func (l *limiter) backlog() (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := int(l.limit)
+	l.backlogLocked()
+	return int(l.limit), int(l.limit) != old
+}
+
+func (l *limiter) backlogLocked() {
+	l.waiting = true
+	if l.limit < l.lower(0) {
+		l.limit = l.lower(0)
+		l.below.Store(false)
+	}
 }
 
 // climb moves the limit after a round of queueing answers, with sends

@@ -7,15 +7,25 @@ import (
 )
 
 // rounds feeds the limiter n rounds of answers that all took rtt, with
-// queued sends waiting, spread evenly over minRoundTime from *now, and
-// returns the limit after them.
+// every worker busy and queued sends waiting, spread evenly over
+// minRoundTime from *now, and returns the limit after them.
 func rounds(l *limiter, now *time.Time, n int, rtt time.Duration, queued int) int {
+	return roundsInFlight(l, now, n, rtt, -1, queued)
+}
+
+// roundsInFlight is rounds with inflight sends at each answer (-1: the
+// limit's worth).
+func roundsInFlight(l *limiter, now *time.Time, n int, rtt time.Duration, inflight, queued int) int {
 	limit := l.current()
 	for range n {
 		size := roundSize(limit)
 		for range size {
 			*now = now.Add(minRoundTime / time.Duration(size))
-			limit, _ = l.observe(*now, rtt, queued)
+			busy := inflight
+			if busy < 0 {
+				busy = limit
+			}
+			limit, _ = l.observe(*now, rtt, busy, queued)
 		}
 	}
 	return limit
@@ -35,7 +45,7 @@ func waitingRounds(l *limiter, now *time.Time, n int, fastest time.Duration, rat
 		rtt := fastest
 		for {
 			*now = now.Add(gap)
-			l.observe(*now, rtt, 1)
+			l.observe(*now, rtt, limit, 1)
 			if l.n == 0 {
 				break
 			}
@@ -60,7 +70,7 @@ func inRange(t *testing.T, what string, limits []int, from, lo, hi int) {
 }
 
 func TestLimiterStartsAtTheCap(t *testing.T) {
-	l := newLimiter(64, 64)
+	l := newLimiter(64, 16, 64)
 	if got := l.setCap(1000); got != 1000 {
 		t.Fatalf("limit after the first cap %d, want 1000", got)
 	}
@@ -78,7 +88,7 @@ func TestLimiterStartsAtTheCap(t *testing.T) {
 // started is a limiter with floor 64 capped at c, after one round of base
 // round trips, and the time after that round.
 func started(c int, base time.Duration) (*limiter, time.Time) {
-	l := newLimiter(64, 64)
+	l := newLimiter(64, 16, 64)
 	l.setCap(c)
 	now := t0
 	rounds(l, &now, 1, base, 0)
@@ -190,7 +200,7 @@ func TestLimiterFollowsASlowerProvider(t *testing.T) {
 
 // A cap below the floor (a provider advertising few streams) wins.
 func TestLimiterCapBelowFloor(t *testing.T) {
-	l := newLimiter(64, 64)
+	l := newLimiter(64, 16, 64)
 	if got := l.setCap(10); got != 10 {
 		t.Fatalf("limit %d, want the cap 10", got)
 	}
@@ -200,5 +210,40 @@ func TestLimiterCapBelowFloor(t *testing.T) {
 	}
 	if got := rounds(l, &now, 20, time.Second, 0); got != 10 {
 		t.Fatalf("limit %d after slow rounds, nothing waiting, want the cap 10", got)
+	}
+}
+
+// While nothing waits, the limit follows the sends in flight, with as many
+// again to spare, below the floor down to idle; the first send that waits,
+// in an answer or in the queue, restores the floor at once.
+func TestLimiterFollowsUseWhileNothingWaits(t *testing.T) {
+	l, now := started(1000, 20*time.Millisecond)
+	if got := roundsInFlight(l, &now, 1, 20*time.Millisecond, 300, 0); got != 600 {
+		t.Fatalf("limit after a round with 300 in flight %d, want 600", got)
+	}
+	// (Rounds of 600 answers end a little past minRoundTime: two calls.)
+	if got := roundsInFlight(l, &now, 2, 20*time.Millisecond, 30, 0); got != 60 {
+		t.Fatalf("limit after a round with 30 in flight %d, want 60, below the floor", got)
+	}
+	if got := roundsInFlight(l, &now, 2, 20*time.Millisecond, 3, 0); got != 16 {
+		t.Fatalf("limit after a round with 3 in flight %d, want idle 16", got)
+	}
+	if !l.below.Load() {
+		t.Fatalf("limit %d not marked below the floor", l.current())
+	}
+	// A send waiting in an answer: back to the floor at once.
+	if got, changed := l.observe(now, 20*time.Millisecond, 16, 1); got != 64 || !changed {
+		t.Fatalf("limit after an answer with a send waiting %d (changed %v), want the floor 64", got, changed)
+	}
+	roundsInFlight(l, &now, 3, 20*time.Millisecond, 1, 0)
+	if got := l.current(); got != 16 || !l.below.Load() {
+		t.Fatalf("limit %d (below %v) after quiet rounds, want 16 below the floor", got, l.below.Load())
+	}
+	// A send waiting in the queue: the same.
+	if got, changed := l.backlog(); got != 64 || !changed || l.below.Load() {
+		t.Fatalf("limit after a queued send %d (changed %v, below %v), want the floor 64", got, changed, l.below.Load())
+	}
+	if got, changed := l.backlog(); got != 64 || changed {
+		t.Fatalf("limit after a second queued send %d (changed %v), want 64 unchanged", got, changed)
 	}
 }

@@ -50,6 +50,8 @@ type pool struct {
 	target   atomic.Int32
 	sized    atomic.Bool
 	attempts atomic.Uint32
+	// busy counts the sends in flight, for the limiter.
+	busy atomic.Int32
 	// maxWorkers is the cap from the stream limits (0 until known).
 	maxWorkers atomic.Int32
 	// queueWait and sendLatency are the provider's histogram children,
@@ -248,6 +250,13 @@ func (e *Engine) routeLocked(j *job) {
 	// providers all got pools before it was published, and pools stay.
 	p := e.pools[j.binding().Provider]
 	p.jobs <- j
+	if p.lim != nil && len(p.jobs) > 0 && p.lim.below.Load() && !e.stopped {
+		// A quiet pool's limit follows its use, below the floor; a job
+		// that waits restores the floor before any answer comes back.
+		if n, changed := p.lim.backlog(); changed {
+			e.setTarget(p, n)
+		}
+	}
 	// Workers that left while idle come back as jobs wait for them, up to
 	// the target; e.mu is held, so Drain has not stopped the engine when
 	// stopped is false.
@@ -301,7 +310,9 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 	// the Client interface, a quarter of a kilobyte per send.
 	j.msg.Token = b.Token
 	ctx, cancel := context.WithTimeout(st.ctx, e.opts.CallTimeout)
+	p.busy.Add(1)
 	res := c.client.Send(ctx, j.msg)
+	inflight := int(p.busy.Add(-1)) + 1
 	cancel()
 	end := e.clock.Now()
 	prov, cert := string(c.cert.Provider), c.cert.Name
@@ -314,7 +325,7 @@ func (e *Engine) attempt(p *pool, j *job, st *sendTrace) {
 		e.metrics.callDuration.WithLabelValues(prov, cert, res.Outcome.String()).Observe(end.Sub(now).Seconds())
 	}
 	if p.lim != nil && answered(res.Outcome) {
-		if n, changed := p.lim.observe(end, end.Sub(now), len(p.jobs)); changed {
+		if n, changed := p.lim.observe(end, end.Sub(now), inflight, len(p.jobs)); changed {
 			e.setTarget(p, n)
 		}
 	}

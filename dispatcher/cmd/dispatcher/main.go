@@ -120,8 +120,10 @@ func gcPercent() int64 {
 // fileMargin covers binary pages first touched after start (under load,
 // about 0.5 MiB more) and the runtime's overshoot of its soft limit: with
 // 4 MiB one run of make bench peaked 4 KiB over a 128 MiB request
-// (docs/performance-history.md, changes of 2026-12-07 15:35–17:00).
-const fileMargin = 6 << 20
+// (docs/performance-history.md, changes of 2026-12-07 15:35–17:00), and
+// with 6 MiB one peaked 0.1 MiB over once the pools kept 256 workers or
+// more in flight (changes of 2026-12-08 02:30).
+const fileMargin = 8 << 20
 
 // fileResidentBytes is RssFile from /proc/self/status (0 where there is
 // none): the binary's and libraries' pages resident now.

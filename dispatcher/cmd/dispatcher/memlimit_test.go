@@ -20,10 +20,10 @@ func TestSetMemoryLimitFromRequest(t *testing.T) {
 		// the test starts each case with).
 		wantGC int
 	}{
-		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 6) * mi, gcPercentUnderLimit},
-		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 6) * mi, gcPercentUnderLimit},
+		{"request less the file pages and margin", map[string]string{envMemoryRequest: "134217728"}, 23 * mi, (128 - 23 - 8) * mi, gcPercentUnderLimit},
+		{"no file pages known", map[string]string{envMemoryRequest: "134217728"}, 0, (128 - 8) * mi, gcPercentUnderLimit},
 		{"at least half the request", map[string]string{envMemoryRequest: "67108864"}, 40 * mi, 32 * mi, gcPercentUnderLimit},
-		{"GOGC wins over the percent, not the limit", map[string]string{envMemoryRequest: "134217728", "GOGC": "150"}, 23 * mi, (128 - 23 - 6) * mi, 100},
+		{"GOGC wins over the percent, not the limit", map[string]string{envMemoryRequest: "134217728", "GOGC": "150"}, 23 * mi, (128 - 23 - 8) * mi, 100},
 		{"GOMEMLIMIT wins", map[string]string{envMemoryRequest: "134217728", "GOMEMLIMIT": "1GiB"}, 23 * mi, 0, 100},
 		{"no request", map[string]string{}, 23 * mi, 0, 100},
 		{"garbage", map[string]string{envMemoryRequest: "128Mi"}, 23 * mi, 0, 100},
