@@ -1215,10 +1215,7 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 	)
 	h := newHarness(t, Options{})
 	var slow atomic.Bool
-	release := make(chan struct{})
-	var once sync.Once
-	release1 := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(release1) // before the harness drains, should the test fail
+	release, release1 := heldSends(t)
 	var mu sync.Mutex
 	var seen []int32 // the pool's target at answers that found jobs waiting
 	hw := limitedClient{streams: streams, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
@@ -1268,6 +1265,17 @@ func TestWorkersFollowRoundTrips(t *testing.T) {
 	h.drain(context.Background())
 }
 
+// heldSends returns a channel that held sends wait on and the function that
+// closes it, once. It is also a cleanup, registered after the harness's and
+// so run before its drain: a failing test does not leave sends hanging.
+func heldSends(t *testing.T) (<-chan struct{}, func()) {
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	return release, open
+}
+
 func lowest(v []int32) any {
 	if len(v) == 0 {
 		return "none"
@@ -1284,12 +1292,7 @@ func TestWorkersFollowUseAndComeBackWithABacklog(t *testing.T) {
 	h := newHarness(t, Options{QueueSize: 1000})
 	workers := map[string]string{"provider": "Huawei"}
 	var held atomic.Bool
-	release := make(chan struct{})
-	var once sync.Once
-	release1 := func() { once.Do(func() { close(release) }) }
-	// Before the harness drains (cleanups run last first), so a failure
-	// does not leave the held sends hanging.
-	t.Cleanup(release1)
+	release, release1 := heldSends(t)
 	hw := limitedClient{streams: streams, client: newClient(config.Huawei, func(context.Context, *providers.Message, int) providers.Result {
 		if held.Load() {
 			<-release

@@ -140,7 +140,6 @@ func (l *limiter) observe(now time.Time, rtt time.Duration, inflight, queued int
 	}
 	l.sum += rtt
 	l.n++
-	l.waiting = l.waiting || queued > 0
 	l.peak = max(l.peak, inflight)
 	elapsed := now.Sub(l.roundStart)
 	if l.n < roundSize(int(l.limit)) || elapsed < minRoundTime {
